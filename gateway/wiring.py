@@ -1,0 +1,47 @@
+"""Settings from the TOML configuration turned into the parameters of the lower layers.
+
+The lower layers (sync/, devices/) never import gateway/, so each takes its own small
+parameter objects; this is the one place that maps one onto the other.
+"""
+
+from __future__ import annotations
+
+from gateway.config.hub import HubConfig
+from gateway.config.station import StationConfig
+from protocols.envelope import Suite
+from sync.mqttlink import MqttSettings
+from sync.uplink import TransferSettings
+
+SUITES = {
+    "x25519-sha256-aes256gcm": Suite.X25519_SHA256_AES256GCM,
+    "x25519-sha256-chacha20poly1305": Suite.X25519_SHA256_CHACHA20POLY1305,
+}
+
+
+def suite(name: str) -> Suite:
+    return SUITES[name]
+
+
+def mqtt_settings(cfg: StationConfig | HubConfig, client_id: str) -> MqttSettings:
+    m = cfg.mqtt
+    return MqttSettings(
+        host=m.host, port=m.port, client_id=client_id, keepalive=m.keepalive,
+        connect_timeout=float(m.connect_timeout_seconds),
+        session_expiry=m.session_expiry_seconds, tls=m.tls, ca_file=m.ca_file,
+        cert_file=m.cert_file, key_file=m.key_file,
+        # a send that makes no progress for about two keepalives is a dead link
+        user_timeout_ms=max(10_000, m.keepalive * 2000),
+    )
+
+
+def transfer_settings(cfg: StationConfig) -> TransferSettings:
+    t = cfg.transfer
+    # Chunks must leave room for the message's other fields under the broker's packet limit.
+    ceiling = cfg.mqtt.max_packet_size - 1024
+    return TransferSettings(
+        chunk_min=min(t.chunk_min_bytes, ceiling), chunk_max=min(t.chunk_max_bytes, ceiling),
+        chunk_target_seconds=t.chunk_target_seconds, window=t.window,
+        stall_timeout=float(t.stall_timeout_seconds),
+        backoff_initial=t.backoff_initial_seconds, backoff_max=t.backoff_max_seconds,
+        daily_budget=t.daily_budget_bytes, outbox_poll=t.outbox_poll_seconds,
+    )

@@ -1,0 +1,426 @@
+"""The station's transfer engine: outbox -> chunks over MQTT 5 -> the hub's commit ack.
+
+One connection at a time; after every (re)connect the station re-offers each unfinished
+package and the hub answers with the byte ranges it still needs (its received ranges survive
+its own restarts), so a cut costs at most the chunks in flight. Chunks go at QoS 0: the
+application protocol, not the broker, decides what is missing, and paho would otherwise
+re-send whole windows after a reconnect. An outbox entry leaves the outbox only when the hub's
+``Ack`` arrives, which the hub sends after its database commit.
+
+Scheduling: strict priority (control < events < blobs), FIFO within a class, by choosing the
+next piece among the active transfers in that order; at most ``window`` chunks are unconfirmed.
+Stalls are found by lack of progress: bytes outstanding and nothing heard from the hub for
+``stall_timeout`` seconds forces a reconnect, with exponential backoff and full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+from protocols import wire
+from protocols.envelope import EnvelopeError, LocalIdentity, PeerIdentity
+from sync.mqttlink import MqttSettings, force_close, make_client
+from sync.packages import PackageContentError, open_event_batch
+from sync.pacing import Backoff, ChunkSizer, DailyBudget
+from sync.store import OutboxEntry, Store
+
+log = logging.getLogger("cunlink.uplink")
+
+BLOB_PRIORITY = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferSettings:
+    chunk_min: int = 4096
+    chunk_max: int = 65536
+    chunk_target_seconds: float = 4.0
+    window: int = 3
+    stall_timeout: float = 45.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    daily_budget: int = 0
+    outbox_poll: float = 1.0
+    max_active: int = 8
+    shutdown_grace: float = 10.0
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Counters the daemon exports as metrics and the beacon carries."""
+
+    link_up: bool = False
+    connects: int = 0
+    disconnects: int = 0
+    stalls: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    chunks_sent: int = 0
+    chunks_resent: int = 0
+    bytes_resent: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    downlink_applied: int = 0
+    downlink_invalid: int = 0
+    rtt_seconds: float | None = None
+    hub_offset_ms: int | None = None
+    last_error: str = ""
+    up_since: float | None = None
+
+
+@dataclass(slots=True)
+class _Transfer:
+    entry: OutboxEntry
+    missing: wire.Ranges | None  # None until the hub has answered an offer
+    inflight: dict[tuple[int, int], float] = field(default_factory=dict)
+    ever_sent: wire.Ranges = ()
+    last_heard: float = 0.0
+
+    @property
+    def pid(self) -> bytes:
+        return self.entry.package_id
+
+
+class _Stalled(Exception):
+    pass
+
+
+class StationUplink:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        identity: LocalIdentity,
+        hub: PeerIdentity,
+        station_id: str,
+        mqtt: MqttSettings,
+        settings: TransferSettings,
+        software: str = "cunlink",
+        rng: Callable[[], float] = random.random,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._identity = identity
+        self._hub = hub
+        self._station = station_id
+        self._mqtt = mqtt
+        self._settings = settings
+        self._software = software
+        self._rng = rng
+        self._on_event = on_event or (lambda _kind, _data: None)
+        self.stats = LinkStats()
+        self._sizer = ChunkSizer(
+            minimum=settings.chunk_min,
+            maximum=settings.chunk_max,
+            target_seconds=settings.chunk_target_seconds,
+        )
+        self._budget = DailyBudget(limit=settings.daily_budget)
+        self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max)
+        self._active: dict[bytes, _Transfer] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_heard = 0.0
+        self._client: aiomqtt.Client | None = None
+        self._up = wire.topic(station_id, "u")
+        self._down = wire.topic(station_id, "d")
+        self._state = wire.topic(station_id, "s")
+
+    # -- public ------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New work in the outbox (the daemon also polls, for other processes' writes)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        """Connect, transfer, reconnect; returns after ``stop()`` once the link is closed."""
+        while not self._stopping.is_set():
+            try:
+                await self._connection()
+                self._backoff.reset()
+            except* (aiomqtt.MqttError, OSError, _Stalled, TimeoutError) as group:
+                self.stats.last_error = str(group.exceptions[0])[:200]
+                log.warning("link down: %s", self.stats.last_error)
+            finally:
+                if self.stats.link_up:
+                    self.stats.disconnects += 1
+                    self._on_event("link_down", {"error": self.stats.last_error})
+                self.stats.link_up = False
+                self.stats.up_since = None
+                self._client = None
+            if self._stopping.is_set():
+                break
+            delay = self._backoff.next_delay(self._rng())
+            log.info("reconnecting in %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def _connection(self) -> None:
+        offline = wire.encode(wire.State(online=False, software=self._software))
+        client = make_client(self._mqtt, will_topic=self._state, will_payload=offline)
+        self._client = client
+        async with client:
+            self.stats.connects += 1
+            self.stats.link_up = True
+            self.stats.up_since = time.monotonic()
+            self._last_heard = time.monotonic()
+            self._sizer.link_reset()
+            self._on_event("link_up", {})
+            log.info("connected to %s:%d", self._mqtt.host, self._mqtt.port)
+            await client.subscribe(self._down, qos=1)
+            online = wire.State(online=True, hlc=self._store.clock.now(), software=self._software)
+            await client.publish(self._state, wire.encode(online), qos=1, retain=True)
+            await client.publish(self._up, wire.encode(wire.Hello(hlc=online.hlc)), qos=1)
+            for transfer in self._active.values():  # resume: the send loop re-offers each
+                transfer.inflight.clear()
+                transfer.missing = _initial_missing(transfer.entry, self._sizer.size)
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    receiver = tasks.create_task(self._receive(client), name="uplink-receive")
+                    tasks.create_task(self._watchdog(client), name="uplink-watchdog")
+                    await self._send_loop(client)
+                    receiver.cancel()
+                    await client.publish(self._state, offline, qos=1, retain=True, timeout=5)
+                    raise _Stopped
+            except* _Stopped:
+                pass
+
+    async def _offer(self, client: aiomqtt.Client, transfer: _Transfer) -> None:
+        entry = transfer.entry
+        kind = wire.PackageKind.BLOB if entry.kind == "blob" else wire.PackageKind.BATCH
+        offer = wire.Offer(package_id=entry.package_id, kind=kind, size=entry.size,
+                           priority=entry.priority)
+        transfer.last_heard = time.monotonic()
+        await self._publish(client, wire.encode(offer))
+
+    async def _publish(self, client: aiomqtt.Client, payload: bytes, qos: int = 0) -> None:
+        await client.publish(self._up, payload, qos=qos, timeout=self._settings.stall_timeout)
+        self.stats.bytes_up += len(payload)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        while not self._stopping.is_set():
+            await self._refill()
+            piece = self._next_piece()
+            if piece is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_poll)
+                continue
+            transfer, start, end = piece
+            if transfer.missing is None:  # a fresh large package: announce it, await a need
+                transfer.missing = ()
+                await self._offer(client, transfer)
+                continue
+            data = await self._read(transfer.entry, start, end)
+            kind = (wire.PackageKind.BLOB if transfer.entry.kind == "blob"
+                    else wire.PackageKind.BATCH)
+            chunk = wire.Chunk(package_id=transfer.pid, kind=kind, size=transfer.entry.size,
+                               offset=start, data=data)
+            resent = wire.covered(_intersect(transfer.ever_sent, start, end))
+            transfer.inflight[(start, end)] = time.monotonic()
+            transfer.ever_sent = wire.add_range(transfer.ever_sent, start, end)
+            await self._publish(client, wire.encode(chunk))
+            self.stats.chunks_sent += 1
+            if resent:
+                self.stats.chunks_resent += 1
+                self.stats.bytes_resent += resent
+            if transfer.entry.priority >= BLOB_PRIORITY:
+                self._budget.spend(_utc_day(), end - start)
+        # Stopping: let the chunks in flight land (bounded) so their bytes are not wasted.
+        deadline = time.monotonic() + self._settings.shutdown_grace
+        while self._inflight_count() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def _refill(self) -> None:
+        if len(self._active) >= self._settings.max_active:
+            return
+        pending = await self._store.outbox_pending(
+            destination=None, limit=self._settings.max_active * 2)
+        for entry in pending:
+            if len(self._active) >= self._settings.max_active:
+                break
+            if entry.package_id in self._active or entry.state != "queued":
+                continue
+            self._active[entry.package_id] = _Transfer(
+                entry=entry, missing=_initial_missing(entry, self._sizer.size),
+                last_heard=time.monotonic())
+
+    def _next_piece(self) -> tuple[_Transfer, int, int] | None:
+        if self._inflight_count() >= self._settings.window:
+            return None
+        order = sorted(self._active.values(),
+                       key=lambda t: (t.entry.priority, t.entry.first_queued_ms))
+        for transfer in order:
+            if transfer.missing is None:
+                return transfer, 0, 0
+            wanted = transfer.missing
+            for start, end in transfer.inflight:
+                wanted = _subtract(wanted, start, end)
+            if not wanted:
+                continue
+            start, stop = wanted[0]
+            end = min(stop, start + self._sizer.size)
+            is_blob = transfer.entry.priority >= BLOB_PRIORITY
+            if is_blob and not self._budget.allows(_utc_day(), end - start):
+                continue  # held for tomorrow; events behind it still go
+            return transfer, start, end
+        return None
+
+    def _inflight_count(self) -> int:
+        return sum(len(t.inflight) for t in self._active.values())
+
+    async def _read(self, entry: OutboxEntry, start: int, end: int) -> bytes:
+        if entry.payload is not None:
+            return entry.payload[start:end]
+        if entry.path is None:
+            raise RuntimeError(f"outbox entry {entry.package_id.hex()} has neither bytes nor file")
+        path = entry.path
+
+        def read() -> bytes:
+            with path.open("rb") as handle:
+                handle.seek(start)
+                return handle.read(end - start)
+
+        return await asyncio.to_thread(read)
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes):
+                continue
+            self._last_heard = time.monotonic()
+            self.stats.bytes_down += len(payload)
+            try:
+                msg = wire.decode(payload)
+            except wire.WireError as exc:
+                log.warning("ignored a malformed downlink message: %s", exc)
+                continue
+            await self._handle(client, msg)
+
+    async def _handle(self, client: aiomqtt.Client, msg: wire.Message) -> None:
+        now = time.monotonic()
+        match msg:
+            case wire.Need(package_id=pid, ranges=ranges, hub_hlc=hub_hlc):
+                transfer = self._active.get(pid)
+                self._store.clock.absorb_hub(hub_hlc)
+                if transfer is None:
+                    return
+                transfer.missing = ranges
+                transfer.last_heard = now
+                for span, sent_at in list(transfer.inflight.items()):
+                    if not _intersect(ranges, *span):  # the hub holds it now
+                        del transfer.inflight[span]
+                        self._sizer.confirmed(now, span[1] - span[0])
+                        self.stats.rtt_seconds = now - sent_at
+                self._wake.set()
+            case wire.Ack(package_id=pid, hub_hlc=hub_hlc, committed_ms=committed):
+                transfer = self._active.pop(pid, None)
+                if transfer is not None:
+                    for span in transfer.inflight:
+                        self._sizer.confirmed(now, span[1] - span[0])
+                await self._store.outbox_delivered(pid, hub_hlc=hub_hlc)
+                self.stats.delivered += 1
+                self.stats.hub_offset_ms = committed - int(time.time() * 1000)
+                self._on_event("delivered", {"package": pid.hex()})
+                self._wake.set()
+            case wire.Reject(package_id=pid, reason=reason, detail=detail):
+                self._active.pop(pid, None)
+                await self._store.outbox_hold(pid)
+                await self._store.kv_put(f"reject:{pid.hex()}",
+                                         f"{reason.name}: {detail}".encode())
+                self.stats.rejected += 1
+                log.error("hub rejected package %s: %s %s; held for a person to look at",
+                          pid.hex(), reason.name, detail)
+                self._wake.set()
+            case wire.DownPackage():
+                await self._downlink(client, msg)
+            case _:
+                log.warning("ignored an unexpected %s on the downlink", type(msg).__name__)
+
+    async def _downlink(self, client: aiomqtt.Client, msg: wire.DownPackage) -> None:
+        self._store.clock.absorb_hub(msg.hub_hlc)
+        if not await self._store.inbox_has(msg.package_id):
+            try:
+                _, events = open_event_batch(
+                    msg.sealed, me=self._identity,
+                    peers={self._hub.signing_key_id: self._hub}, expected_sender=self._hub.id)
+            except (EnvelopeError, PackageContentError) as exc:
+                self.stats.downlink_invalid += 1
+                log.error("refused downlink package %s: %s", msg.package_id.hex(), exc)
+                return
+            await self._store.apply_remote(events, package_id=msg.package_id,
+                                           sender=self._hub.id)
+            self.stats.downlink_applied += 1
+            for event in events:
+                self._on_event(event.type.value, {"case": event.case, **event.body})
+        await self._publish(client, wire.encode(wire.DownAck(package_id=msg.package_id)), qos=1)
+
+    async def _watchdog(self, client: aiomqtt.Client) -> None:
+        period = max(0.2, min(5.0, self._settings.stall_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            waiting = self._inflight_count() > 0 or any(
+                t.missing == () for t in self._active.values())
+            if waiting and now - self._last_heard > self._settings.stall_timeout:
+                self.stats.stalls += 1
+                force_close(client)
+                raise _Stalled(f"no progress from the hub for {self._settings.stall_timeout:.0f} s")
+            for transfer in self._active.values():  # a lost offer or need: ask again
+                if now - transfer.last_heard > self._settings.stall_timeout and (
+                        transfer.missing == () or transfer.inflight):
+                    transfer.inflight.clear()
+                    transfer.missing = None
+                    self._wake.set()
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _initial_missing(entry: OutboxEntry, chunk: int) -> wire.Ranges | None:
+    """Small packages go optimistically as one chunk, without an offer round trip; larger ones
+    are offered first so that only what the hub lacks is sent."""
+    return ((0, entry.size),) if entry.size <= chunk else None
+
+
+def _utc_day() -> int:
+    return int(time.time() // 86_400)
+
+
+def _intersect(ranges: wire.Ranges, start: int, end: int) -> wire.Ranges:
+    return tuple((max(a, start), min(b, end)) for a, b in ranges if a < end and start < b)
+
+
+def _subtract(ranges: wire.Ranges, start: int, end: int) -> wire.Ranges:
+    out: list[tuple[int, int]] = []
+    for a, b in ranges:
+        if b <= start or end <= a:
+            out.append((a, b))
+            continue
+        if a < start:
+            out.append((a, start))
+        if end < b:
+            out.append((end, b))
+    return tuple(out)
