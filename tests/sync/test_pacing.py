@@ -1,0 +1,38 @@
+"""Chunk sizing, backoff with full jitter, and the daily byte budget."""
+
+from __future__ import annotations
+
+from sync.pacing import Backoff, ChunkSizer, DailyBudget
+
+
+def test_chunk_size_follows_confirmed_throughput_within_bounds() -> None:
+    sizer = ChunkSizer(minimum=4096, maximum=65536, target_seconds=0.5)
+    assert sizer.size == 4096
+    for i in range(10):  # 60 000 B/s confirmed: half a second is ~29 KiB
+        sizer.confirmed(i * 0.1, 6000)
+    assert 28 * 1024 <= sizer.size <= 30 * 1024
+    assert sizer.size % 1024 == 0
+    for i in range(10, 40):  # a fast link: capped at the maximum
+        sizer.confirmed(i * 0.001, 1_000_000)
+    assert sizer.size == 65536
+    sizer.link_reset()
+    assert sizer.rate(10.0) is None
+
+
+def test_backoff_grows_exponentially_with_full_jitter_and_caps() -> None:
+    backoff = Backoff(initial=1.0, maximum=30.0)
+    ceilings = [backoff.next_delay(1.0) for _ in range(8)]
+    assert ceilings == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert backoff.next_delay(0.0) == 0.0  # full jitter reaches down to zero
+    backoff.reset()
+    assert backoff.next_delay(0.5) == 0.5
+
+
+def test_daily_budget_holds_blobs_and_rolls_over_at_midnight() -> None:
+    budget = DailyBudget(limit=100_000)
+    assert budget.allows(1, 60_000)
+    budget.spend(1, 60_000)
+    assert not budget.allows(1, 50_000)
+    assert budget.remaining(1) == 40_000
+    assert budget.allows(2, 50_000)  # a new UTC day
+    assert DailyBudget(limit=0).allows(1, 10**12)  # 0 = unlimited
