@@ -1,7 +1,78 @@
-"""`cunlink config ...` commands."""
+"""`cunlink config ...` commands: check a configuration file before the daemon ever reads it."""
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="config commands.")
+from gateway.config import (
+    ConfigError,
+    HubConfig,
+    Role,
+    detect_role,
+    effective_dict,
+    load_config,
+    render_effective,
+)
+
+app = typer.Typer(no_args_is_help=True, help="Check configuration files.")
+
+
+class RoleOption(StrEnum):
+    station = "station"
+    hub = "hub"
+
+
+@app.command("check")
+def check(
+    path: Annotated[Path, typer.Argument(help="The station.toml or hub.toml to check.")],
+    role: Annotated[
+        RoleOption | None,
+        typer.Option(
+            help="Read the file as this role (default: a file with a hub table is a hub's)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Validate PATH and print the effective configuration (defaults filled in, secrets as ***).
+
+    Exits 0 when the file is valid, 1 with every problem listed when it is not.
+    Environment variables CUNLINK__SECTION__KEY override single keys, as for the daemon.
+    """
+    chosen: Role | None = role.value if role else None
+    try:
+        chosen = chosen or detect_role(path)
+        cfg = load_config(path, role=chosen)
+    except ConfigError as exc:
+        _fail(path, chosen, exc, as_json)
+        raise typer.Exit(1) from None
+    actual = "hub" if isinstance(cfg, HubConfig) else "station"
+    if as_json:
+        result = {"ok": True, "role": actual, "path": str(path), "config": effective_dict(cfg)}
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"# effective {actual} configuration from {path}")
+    typer.echo("# (defaults filled in, relative paths resolved, secrets shown as ***)")
+    typer.echo(render_effective(cfg), nl=False)
+
+
+def _fail(path: Path, role: str | None, exc: ConfigError, as_json: bool) -> None:
+    if as_json:
+        result = {"ok": False, "role": role, "path": str(path), "errors": exc.errors}
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    for line in exc.errors:
+        typer.echo(line, err=True)
+    count = len(exc.errors)
+    typer.echo(
+        f"{count} problem{'s' if count != 1 else ''} found in {path}; "
+        f"fix {'them' if count != 1 else 'it'} and run "
+        "`cunlink config check` again",
+        err=True,
+    )
