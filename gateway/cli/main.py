@@ -1,41 +1,47 @@
 """The `cunlink` command: one typer app that mounts each command group from its own module.
 
+Groups are imported only when they are used: a technician's `cunlink outbox stats` must not
+pay for importing the emulators, the hub and the PKI code (about a second on a station box).
 Only this layer exits the process; everything below it raises.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import typer
 
-from gateway.cli import (
-    cases_cmd,
-    config_cmd,
-    devices_cmd,
-    hub_cmd,
-    keys_cmd,
-    outbox_cmd,
-    pki_cmd,
-    sim_cmd,
-    station_cmd,
-)
+#: command group -> module exposing `app` (a group) or `register(app)` (top-level commands)
+GROUPS = {
+    "keys": "gateway.cli.keys_cmd",
+    "config": "gateway.cli.config_cmd",
+    "cases": "gateway.cli.cases_cmd",
+    "outbox": "gateway.cli.outbox_cmd",
+    "hub": "gateway.cli.hub_cmd",
+    "pki": "gateway.cli.pki_cmd",
+    "devices": "gateway.cli.devices_cmd",
+    "sim": "gateway.cli.sim_cmd",
+}
+TOP_LEVEL = "gateway.cli.station_cmd"  # run, demo
 
-app = typer.Typer(
-    name="cunlink",
-    help="cunlink: village service station <-> county hub, over slow and broken links.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(keys_cmd.app, name="keys")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(cases_cmd.app, name="cases")
-app.add_typer(outbox_cmd.app, name="outbox")
-app.add_typer(hub_cmd.app, name="hub")
-app.add_typer(pki_cmd.app, name="pki")
-app.add_typer(devices_cmd.app, name="devices")
-app.add_typer(sim_cmd.app, name="sim")
-station_cmd.register(app)
+
+def build_app(wanted: str | None = None) -> typer.Typer:
+    app = typer.Typer(
+        name="cunlink",
+        help="cunlink: village service station <-> county hub, over slow and broken links.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name, module in GROUPS.items():
+        if wanted in (None, name):
+            app.add_typer(importlib.import_module(module).app, name=name)
+    if wanted is None or wanted not in GROUPS:
+        importlib.import_module(TOP_LEVEL).register(app)
+    return app
 
 
 def main() -> None:
-    app()
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    build_app(first if first in GROUPS else None)()
