@@ -45,3 +45,4 @@ def build_app(wanted: str | None = None) -> typer.Typer:
 def main() -> None:
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     build_app(first if first in GROUPS else None)()
+app = build_app()  # the full app, for typer.testing.CliRunner in tests
