@@ -1,0 +1,495 @@
+"""The fold: the workflow table, merge rules, and conflicts (docs/case-model.md examples)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+import pytest
+
+from sync.events import CaseModelError, Event, EventType
+from sync.ids import uuid7
+from sync.model import CaseState, Side, Status, fold, transition_allowed
+from sync.workflow import CLOSED, FINAL, TRANSITIONS
+
+CASE = "ST001-20261122-0007"
+ST, HUB = "ST001", "HUB01"
+HUBS = frozenset({HUB})
+SHA = {n: f"{n:x}" * 64 for n in range(1, 6)}
+T = EventType
+S = Status
+
+
+class Log:
+    """Builds one case's events with increasing (or chosen) HLCs, as the two sides would."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._n = 0
+        self._seq: dict[str, int] = {}
+
+    def add(self, origin: str, type: EventType, body: dict[str, Any], *, hlc: int = 0) -> Event:
+        self._n += 1
+        self._seq[origin] = self._seq.get(origin, 0) + 1
+        e = Event(
+            id=uuid7(1_795_305_600_000 + self._n, self._n.to_bytes(10, "big")),
+            case=CASE,
+            origin=origin,
+            seq=self._seq[origin],
+            hlc=hlc or self._n << 16,
+            type=type,
+            body=body,
+        )
+        self.events.append(e)
+        return e
+
+    def create(self, **fields: object) -> Event:
+        return self.add(
+            ST,
+            T.CASE_CREATED,
+            {
+                "service": "MZ-0031",
+                "applicant": {"id_type": "resident_id", "id_number": "1", "name": "n", "sex": "f"},
+                "fields": dict(fields),
+            },
+        )
+
+    def status(self, origin: str, to: Status, *, hlc: int = 0) -> Event:
+        return self.add(origin, T.STATUS_CHANGED, {"to": to.value}, hlc=hlc)
+
+    def material(self, n: int, *, answers: str | None = None, hlc: int = 0) -> Event:
+        body: dict[str, Any] = {
+            "sha256": SHA[n],
+            "kind": f"kind{n}",
+            "pages": 1,
+            "size": 1000 + n,
+            "mime": "image/jpeg",
+        }
+        if answers is not None:
+            body["answers"] = answers
+        return self.add(ST, T.MATERIAL_ADDED, body, hlc=hlc)
+
+    def fold(self) -> CaseState:
+        return fold(self.events, hub_origins=HUBS)
+
+
+# How to reach each status by ordinary work; each step is (side, status).
+PATHS: dict[Status, list[tuple[str, Status]]] = {
+    S.DRAFT: [],
+    S.SUBMITTED: [(ST, S.SUBMITTED)],
+    S.WITHDRAWN: [(ST, S.SUBMITTED), (ST, S.WITHDRAWN)],
+    S.RECEIVED: [(ST, S.SUBMITTED), (HUB, S.RECEIVED)],
+    S.IN_REVIEW: [(ST, S.SUBMITTED), (HUB, S.RECEIVED), (HUB, S.IN_REVIEW)],
+    S.NEEDS_SUPPLEMENT: [
+        (ST, S.SUBMITTED),
+        (HUB, S.RECEIVED),
+        (HUB, S.IN_REVIEW),
+        (HUB, S.NEEDS_SUPPLEMENT),
+    ],
+    S.APPROVED: [(ST, S.SUBMITTED), (HUB, S.RECEIVED), (HUB, S.IN_REVIEW), (HUB, S.APPROVED)],
+    S.REJECTED: [(ST, S.SUBMITTED), (HUB, S.RECEIVED), (HUB, S.REJECTED)],
+    S.COMPLETED: [
+        (ST, S.SUBMITTED),
+        (HUB, S.RECEIVED),
+        (HUB, S.IN_REVIEW),
+        (HUB, S.APPROVED),
+        (HUB, S.COMPLETED),
+    ],
+}
+
+
+def at(status: Status) -> Log:
+    log = Log()
+    log.create()
+    for origin, to in PATHS[status]:
+        log.status(origin, to)
+    assert log.fold().status is status
+    assert not log.fold().conflicts
+    return log
+
+
+# The workflow, written out independently of sync.workflow: who may do what.
+EXPECTED = {
+    Side.STATION: {
+        (S.DRAFT, S.SUBMITTED),
+        (S.DRAFT, S.WITHDRAWN),
+        (S.SUBMITTED, S.WITHDRAWN),
+        (S.RECEIVED, S.WITHDRAWN),
+        (S.IN_REVIEW, S.WITHDRAWN),
+        (S.NEEDS_SUPPLEMENT, S.WITHDRAWN),
+    },
+    Side.HUB: {
+        (S.SUBMITTED, S.RECEIVED),
+        (S.RECEIVED, S.IN_REVIEW),
+        (S.RECEIVED, S.REJECTED),
+        (S.IN_REVIEW, S.NEEDS_SUPPLEMENT),
+        (S.NEEDS_SUPPLEMENT, S.IN_REVIEW),
+        (S.NEEDS_SUPPLEMENT, S.REJECTED),
+        (S.IN_REVIEW, S.APPROVED),
+        (S.IN_REVIEW, S.REJECTED),
+        (S.APPROVED, S.COMPLETED),
+    },
+}
+
+ALL = list(itertools.product(Side, Status, Status))
+
+
+@pytest.mark.parametrize(("side", "frm", "to"), ALL)
+def test_transition_table(side: Side, frm: Status, to: Status) -> None:
+    assert transition_allowed(side, frm, to) == ((frm, to) in EXPECTED[side])
+
+
+@pytest.mark.parametrize(("side", "frm", "to"), ALL)
+def test_fold_applies_exactly_the_table(side: Side, frm: Status, to: Status) -> None:
+    log = at(frm)
+    e = log.status(HUB if side is Side.HUB else ST, to)
+    state = log.fold()
+    if transition_allowed(side, frm, to):
+        assert state.status is to
+        assert state.conflicts == ()
+        assert state.status_history[-1].event_id == e.id
+        assert state.status_history[-1].from_status is frm
+    else:
+        assert state.status is frm
+        assert [c.event_id for c in state.conflicts] == [e.id]
+        assert e.id not in {h.event_id for h in state.status_history}
+
+
+def test_every_transition_has_one_owner_and_final_states_have_none() -> None:
+    assert set(TRANSITIONS) == EXPECTED[Side.STATION] | EXPECTED[Side.HUB]
+    assert set(FINAL) == {S.WITHDRAWN, S.REJECTED, S.COMPLETED}
+    assert set(CLOSED) == {S.WITHDRAWN, S.REJECTED, S.COMPLETED, S.APPROVED}
+
+
+def test_refusal_reasons_say_who_and_why() -> None:
+    log = at(S.IN_REVIEW)
+    log.status(ST, S.APPROVED)
+    log.status(HUB, S.SUBMITTED)
+    log.status(HUB, S.IN_REVIEW)
+    reasons = [c.reason for c in log.fold().conflicts]
+    assert reasons[0] == "only the hub may move a case from in_review to approved, not the station"
+    assert reasons[1].startswith("the hub cannot move a case from in_review to submitted")
+    assert "approved, needs_supplement, rejected" in reasons[1]
+    assert reasons[2] == "the case is already in_review"
+
+
+def test_final_status_reason_names_the_event_that_closed_the_case() -> None:
+    log = at(S.SUBMITTED)
+    withdraw = log.status(ST, S.WITHDRAWN)
+    log.status(HUB, S.RECEIVED)
+    (conflict,) = log.fold().conflicts
+    assert "withdrawn, which is final" in conflict.reason
+    assert withdraw.id in conflict.reason
+
+
+# -- worked examples from docs/case-model.md -----------------------------------------------------
+
+
+def test_example_1_hub_decision_beats_an_earlier_withdrawal() -> None:
+    log = at(S.IN_REVIEW)
+    # The station withdraws at hlc 100 while the hub, not yet knowing, approves at hlc 101.
+    withdraw = log.status(ST, S.WITHDRAWN, hlc=100 << 16)
+    approve = log.status(HUB, S.APPROVED, hlc=101 << 16)
+    state = log.fold()
+    assert state.status is S.APPROVED
+    assert [c.event_id for c in state.conflicts] == [withdraw.id]
+    assert "withdrawal overruled" in state.conflicts[0].reason
+    assert approve.id in state.conflicts[0].reason
+    # The same when the withdrawal's clock is later: precedence does not depend on clocks.
+    log2 = at(S.IN_REVIEW)
+    log2.status(HUB, S.APPROVED, hlc=100 << 16)
+    log2.status(ST, S.WITHDRAWN, hlc=101 << 16)
+    assert log2.fold().status is S.APPROVED
+
+
+def test_example_2_withdrawal_beats_hub_progress_that_is_not_a_decision() -> None:
+    log = at(S.SUBMITTED)
+    withdraw = log.status(ST, S.WITHDRAWN, hlc=100 << 16)
+    received = log.status(HUB, S.RECEIVED, hlc=101 << 16)
+    review = log.status(HUB, S.IN_REVIEW, hlc=102 << 16)
+    state = log.fold()
+    assert state.status is S.WITHDRAWN
+    assert [c.event_id for c in state.conflicts] == [received.id, review.id]
+    assert all(withdraw.id in c.reason for c in state.conflicts)
+
+
+def test_example_3_material_after_rejection_is_a_conflict() -> None:
+    log = at(S.REJECTED)
+    late = log.material(1)
+    note = log.add(ST, T.NOTE_ADDED, {"text": "applicant brought the missing page"})
+    state = log.fold()
+    assert state.materials == ()
+    assert [c.event_id for c in state.conflicts] == [late.id]
+    assert "rejected" in state.conflicts[0].reason
+    assert [n.event_id for n in state.notes] == [note.id]  # notes are always accepted
+
+
+def test_example_4_supplement_round_without_conflicts() -> None:
+    log = at(S.IN_REVIEW)
+    log.add(HUB, T.SUPPLEMENT_REQUESTED, {"request": "r1", "what": "户口本首页"})
+    log.status(HUB, S.NEEDS_SUPPLEMENT)
+    assert [r.id for r in log.fold().open_requests] == ["r1"]
+    log.material(2, answers="r1")
+    log.status(HUB, S.IN_REVIEW)
+    log.status(HUB, S.APPROVED)
+    log.status(HUB, S.COMPLETED)
+    state = log.fold()
+    assert state.conflicts == ()
+    assert state.status is S.COMPLETED
+    assert state.open_requests == ()
+    assert state.supplements[0].answered_by == (SHA[2],)
+    assert state.materials[0].answers == "r1"
+    assert [h.to_status for h in state.status_history][-4:] == [
+        S.NEEDS_SUPPLEMENT,
+        S.IN_REVIEW,
+        S.APPROVED,
+        S.COMPLETED,
+    ]
+
+
+def test_example_5_two_hub_decisions_first_in_fold_order_wins() -> None:
+    log = at(S.IN_REVIEW)
+    reject = log.status(HUB, S.REJECTED, hlc=200 << 16)
+    approve = log.status(HUB, S.APPROVED, hlc=200 << 16)  # same hlc: origin, then id decide
+    state = log.fold()
+    first, second = sorted([reject, approve], key=Event.sort_key)
+    assert state.status.value == first.body["to"]
+    assert [c.event_id for c in state.conflicts] == [second.id]
+
+
+def test_invalid_hub_decision_does_not_overrule_a_withdrawal() -> None:
+    log = at(S.RECEIVED)
+    withdraw = log.status(ST, S.WITHDRAWN)
+    approve = log.status(HUB, S.APPROVED)  # received -> approved skips review: not allowed
+    state = log.fold()
+    assert state.status is S.WITHDRAWN
+    assert [c.event_id for c in state.conflicts] == [approve.id]
+    assert withdraw.id == state.status_history[-1].event_id
+
+
+# -- fields -------------------------------------------------------------------------------------
+
+
+def test_fields_last_writer_wins_by_hlc_not_by_arrival() -> None:
+    log = Log()
+    log.create(size=3, name="x")
+    log.add(ST, T.FIELD_SET, {"name": "size", "value": 5}, hlc=50 << 16)
+    log.add(ST, T.FIELD_SET, {"name": "size", "value": 4}, hlc=40 << 16)
+    log.add(ST, T.FIELD_SET, {"name": "name", "value": None}, hlc=60 << 16)
+    events = list(log.events)
+    random.Random(7).shuffle(events)
+    state = fold(events, hub_origins=HUBS)
+    assert dict(state.fields) == {"size": 5}
+
+
+def test_field_set_by_the_hub_is_a_conflict() -> None:
+    log = at(S.IN_REVIEW)
+    e = log.add(HUB, T.FIELD_SET, {"name": "size", "value": 1})
+    state = log.fold()
+    assert "size" not in state.fields
+    assert state.conflicts[0].event_id == e.id
+    assert "only the station may record field_set" in state.conflicts[0].reason
+
+
+def test_fields_freeze_when_the_case_is_closed() -> None:
+    log = at(S.APPROVED)
+    e = log.add(ST, T.FIELD_SET, {"name": "size", "value": 1})
+    assert [c.event_id for c in log.fold().conflicts] == [e.id]
+
+
+def test_second_case_created_is_a_conflict_and_created_by_the_hub_too() -> None:
+    log = Log()
+    first = log.create(a=1)
+    second = log.create(a=2)
+    hub_made = log.add(HUB, T.CASE_CREATED, dict(first.body))
+    state = log.fold()
+    assert state.created_by == first.id
+    assert dict(state.fields) == {"a": 1}
+    assert state.service == "MZ-0031"
+    assert state.applicant["name"] == "n"
+    assert [c.event_id for c in state.conflicts] == [second.id, hub_made.id]
+    assert "already created" in state.conflicts[0].reason
+    assert "only the station may record case_created" in state.conflicts[1].reason
+
+
+# -- materials ----------------------------------------------------------------------------------
+
+
+def test_same_material_twice_is_harmless() -> None:
+    log = at(S.SUBMITTED)
+    first = log.material(1)
+    log.material(1)
+    state = log.fold()
+    assert state.conflicts == ()
+    assert [(m.sha256, m.added_by) for m in state.materials] == [(SHA[1], first.id)]
+
+
+def test_a_known_material_can_answer_a_request_later() -> None:
+    log = at(S.IN_REVIEW)
+    log.material(1)
+    log.add(HUB, T.SUPPLEMENT_REQUESTED, {"request": "r1", "what": "the same page, please"})
+    log.material(1, answers="r1")
+    state = log.fold()
+    assert state.conflicts == ()
+    assert state.supplements[0].answered_by == (SHA[1],)
+    assert state.materials[0].answers is None  # the material itself keeps its first add
+
+
+def test_answering_an_unknown_request_is_a_conflict() -> None:
+    log = at(S.IN_REVIEW)
+    e = log.material(1, answers="r9")
+    state = log.fold()
+    assert state.materials == ()
+    assert state.conflicts[0].event_id == e.id
+    assert "'r9'" in state.conflicts[0].reason
+
+
+def test_supersede_keeps_the_old_material_and_links_the_new_one() -> None:
+    log = at(S.NEEDS_SUPPLEMENT)
+    log.material(1)
+    log.material(2)
+    sup = log.add(
+        ST, T.MATERIAL_SUPERSEDED, {"sha256": SHA[1], "by": SHA[2], "reason": "blurred"}
+    )
+    state = log.fold()
+    assert state.conflicts == ()
+    old, new = state.materials
+    assert (old.superseded_by, old.replaced_by, old.superseded_reason) == (
+        sup.id,
+        SHA[2],
+        "blurred",
+    )
+    assert new.superseded_by is None
+    assert state.current_materials == (new,)
+
+
+def test_hub_may_supersede_but_not_add() -> None:
+    log = at(S.IN_REVIEW)
+    log.material(1)
+    log.add(HUB, T.MATERIAL_SUPERSEDED, {"sha256": SHA[1], "reason": "unreadable"})
+    added = log.add(
+        HUB,
+        T.MATERIAL_ADDED,
+        {"sha256": SHA[3], "kind": "k", "pages": 1, "size": 1, "mime": "application/pdf"},
+    )
+    state = log.fold()
+    assert state.materials[0].superseded_reason == "unreadable"
+    assert [c.event_id for c in state.conflicts] == [added.id]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"sha256": SHA[4]}, "not in the case"),
+        ({"sha256": SHA[1], "by": SHA[4]}, "replacement"),
+    ],
+)
+def test_supersede_of_unknown_material_is_a_conflict(body: dict[str, Any], reason: str) -> None:
+    log = at(S.SUBMITTED)
+    log.material(1)
+    e = log.add(ST, T.MATERIAL_SUPERSEDED, body)
+    state = log.fold()
+    assert state.materials[0].superseded_by is None
+    assert state.conflicts[0].event_id == e.id
+    assert reason in state.conflicts[0].reason
+
+
+def test_superseding_twice_is_a_conflict() -> None:
+    log = at(S.SUBMITTED)
+    log.material(1)
+    first = log.add(ST, T.MATERIAL_SUPERSEDED, {"sha256": SHA[1]})
+    second = log.add(ST, T.MATERIAL_SUPERSEDED, {"sha256": SHA[1], "reason": "again"})
+    state = log.fold()
+    assert state.materials[0].superseded_by == first.id
+    assert [c.event_id for c in state.conflicts] == [second.id]
+
+
+def test_supplement_request_rules() -> None:
+    log = at(S.IN_REVIEW)
+    log.add(HUB, T.SUPPLEMENT_REQUESTED, {"request": "r1", "what": "a"})
+    again = log.add(HUB, T.SUPPLEMENT_REQUESTED, {"request": "r1", "what": "b"})
+    by_station = log.add(ST, T.SUPPLEMENT_REQUESTED, {"request": "r2", "what": "c"})
+    state = log.fold()
+    assert [(r.id, r.what) for r in state.supplements] == [("r1", "a")]
+    assert [c.event_id for c in state.conflicts] == [again.id, by_station.id]
+
+
+# -- the fold itself ----------------------------------------------------------------------------
+
+
+def test_duplicates_do_not_count_and_conflicting_ids_are_reported() -> None:
+    log = at(S.SUBMITTED)
+    note = log.add(ST, T.NOTE_ADDED, {"text": "original"})
+    forged = Event(
+        id=note.id,
+        case=CASE,
+        origin=ST,
+        seq=note.seq,
+        hlc=note.hlc,
+        type=T.NOTE_ADDED,
+        body={"text": "tampered"},
+    )
+    plain = log.fold()
+    doubled = fold([*log.events, *log.events], hub_origins=HUBS)
+    assert doubled == plain
+    assert plain.event_count == len(log.events)
+    a = fold([*log.events, forged], hub_origins=HUBS)
+    b = fold([forged, *reversed(log.events)], hub_origins=HUBS)
+    assert a == b
+    assert a.event_count == len(log.events)
+    assert a.conflicts[0].event_id == note.id
+    assert "2 different events share this id" in a.conflicts[0].reason
+    assert len(a.notes) == 1
+
+
+def test_side_may_be_given_as_a_function() -> None:
+    log = at(S.RECEIVED)
+
+    def side(origin: str) -> Side:
+        return Side.HUB if origin.startswith("HUB") else Side.STATION
+
+    assert fold(log.events, hub_origins=side) == log.fold()
+
+
+@pytest.mark.parametrize(
+    ("events", "hub_origins", "match"),
+    [
+        ([], HUBS, "no events"),
+        (["x"], HUBS, "Event objects"),
+        (None, "HUB01", "is a string"),
+        (None, lambda origin: "hub", "not a Side"),
+    ],
+)
+def test_fold_rejects_caller_mistakes(events: Any, hub_origins: Any, match: str) -> None:
+    if events is None:
+        events = at(S.RECEIVED).events
+    with pytest.raises(CaseModelError, match=match):
+        fold(events, hub_origins=hub_origins)
+
+
+def test_fold_rejects_events_of_two_cases() -> None:
+    log = Log()
+    log.create()
+    other = log.events[0]
+    moved = Event(
+        id=uuid7(1, bytes(10)),
+        case="ST001-20261122-0008",
+        origin=other.origin,
+        seq=2,
+        hlc=other.hlc + 1,
+        type=other.type,
+        body=other.body,
+    )
+    with pytest.raises(CaseModelError, match="two cases"):
+        fold([other, moved], hub_origins=HUBS)
+
+
+def test_state_counts_and_last_hlc() -> None:
+    log = at(S.IN_REVIEW)
+    state = log.fold()
+    assert state.case == CASE
+    assert state.event_count == 4
+    assert state.last_hlc == max(e.hlc for e in log.events)
+    assert state.status_history[0].side is Side.STATION
+    assert state.status_history[1].origin == HUB
