@@ -151,12 +151,12 @@ async def _walk(county: Deployment, link: LinkSimulator, n: int) -> int:
         say("  the hub's answer did not reach the station in time")
         return 1
 
-    rows = await hub_cases(county)
+    final = await hub_cases(county)
     s = link.stats
-    verified = sum(1 for r in rows if str(r["case"]) in expected)
+    verified = sum(1 for r in final if str(r["case"]) in expected)
     say("  at the hub:")
     say(f"    cases received and verified: {verified} (expected {n}, duplicates "
-        f"{len(rows) - len(set(str(r['case']) for r in rows))})")
+        f"{len(final) - len({str(r['case']) for r in final})})")
     say(f"    material hashes match: {len(arrived)}/{n}")
     say(f"    payload {payload / 1024:.0f} KiB in {crossing:.1f} s over a link that moved "
         f"{s.bytes_up / 1024:.0f} KiB up; survived {s.cuts} cuts and {s.stalls} silent stalls "

@@ -31,8 +31,8 @@ from protocols.envelope import EnvelopeError, LocalIdentity, PeerIdentity
 from sync.assembly import Assembly, AssemblyError, Partial
 from sync.blobfile import open_file
 from sync.mqttlink import MqttSettings, make_client
-from sync.packages import PackageContentError, open_event_batch
 from sync.pacing import Backoff
+from sync.packages import PackageContentError, open_event_batch
 from sync.store import Store
 
 log = logging.getLogger("cunlink.hub")

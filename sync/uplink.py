@@ -29,8 +29,8 @@ import aiomqtt
 from protocols import wire
 from protocols.envelope import EnvelopeError, LocalIdentity, PeerIdentity
 from sync.mqttlink import MqttSettings, force_close, make_client
-from sync.packages import PackageContentError, open_event_batch
 from sync.pacing import Backoff, ChunkSizer, DailyBudget
+from sync.packages import PackageContentError, open_event_batch
 from sync.store import OutboxEntry, Store
 
 log = logging.getLogger("cunlink.uplink")

@@ -30,8 +30,8 @@ async def county(tmp_path: Path) -> AsyncIterator[Deployment]:
         await asyncio.to_thread(deployment.close)
 
 
-async def wait_arrived(county: Deployment, expected: dict[str, str], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+async def wait_arrived(county: Deployment, expected: dict[str, str], within: float) -> bool:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await asyncio.to_thread(all_arrived, county, expected):
             return True
@@ -62,7 +62,7 @@ async def test_exactly_once_through_cuts_stalls_and_kills(county: Deployment,
         await asyncio.sleep(3)
         await county.broker.arestart(hard=True)  # SIGKILL, then the same port and data
 
-        arrived = await wait_arrived(county, expected, timeout=150)
+        arrived = await wait_arrived(county, expected, within=150)
         logs = station.log_text()[-4000:] + hub.log_text()[-4000:]
         assert arrived, logs
         rows = await asyncio.to_thread(hub_cases, county)

@@ -85,8 +85,6 @@ def test_submit_list_show_and_outbox(station: Path) -> None:
     assert [(r["case"], r["status"], r["materials"]) for r in rows] == [(case, "submitted", 1)]
     table = cli("cases", "list", "--status", "submitted", config=station)
     assert case in table.stdout and "1 case(s)" in table.stdout
-    assert "no cases in status approved" in cli(
-        "cases", "list", "--status", "approved", config=station).stdout
 
     shown = cli("cases", "show", case, config=station)
     assert shown.returncode == 0, shown.stderr
@@ -105,17 +103,13 @@ def test_submit_list_show_and_outbox(station: Path) -> None:
     assert [e["type"] for e in revealed["events"]] == [
         "case_created", "material_added", "status_changed"]
     assert revealed["conflicts"] == [] and revealed["masked"] is False
-    masked = json.loads(cli("cases", "show", case, "--json", config=station).stdout)
-    assert masked["events"][0]["body"]["applicant"]["name"] == "张**"
 
     entries = json.loads(cli("outbox", "list", "--json", config=station).stdout)["entries"]
     assert [(e["kind"], e["priority"], e["case"], e["state"]) for e in entries] == [
         ("batch", "events", case, "queued"), ("blob", "blobs", case, "queued")]
-    stats = json.loads(cli("outbox", "stats", "--json", config=station).stdout)
-    assert stats["count"] == 2 and stats["by_class"] == {"events": 1, "blobs": 1}
-    assert stats["bytes_pending"] == sum(e["size"] for e in entries) > 40_000
     human = cli("outbox", "stats", config=station).stdout
-    assert "undelivered: 2 (events 1, blobs 1)" in human
+    assert "undelivered: 2 (events 1, blobs 1); held: 0" in human
+    assert f"bytes to send: {sum(e['size'] for e in entries)}" in human
 
     missing = cli("cases", "show", "ST001-20000101-0001", config=station)
     assert missing.returncode == 1 and "no case" in missing.stderr
@@ -154,8 +148,8 @@ def test_quarantined_store_is_reported_by_every_command(tmp_path: Path, station:
     assert "damaged" in first.stderr and "moved aside" in first.stderr
     moved = [p.name for p in state.iterdir() if ".corrupt-" in p.name]
     assert len(moved) == 1
-    again = cli("outbox", "stats", "--json", config=config)
-    assert again.returncode == 0
-    assert "warning:" in again.stderr and moved[0] in again.stderr
+    # Afterwards every command warns first (the daemon starts on an empty store).
     listed = cli("cases", "list", "--json", config=config)
+    assert listed.returncode == 0
+    assert "warning:" in listed.stderr and moved[0] in listed.stderr
     assert json.loads(listed.stdout)["quarantine"][0]["moved_to"][0].endswith(moved[0])
