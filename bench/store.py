@@ -68,7 +68,7 @@ def case_drafts(n: int) -> list[EventDraft]:
             "sha256": sha, "kind": "scan", "pages": 1, "size": 180_000 + page, "mime": "image/jpeg",
         }))
     drafts.append(EventDraft(case=case, type=EventType.NOTE_ADDED,
-                             body={"text": "applicant brought originals; copies scanned at 300dpi"}))
+                             body={"text": "applicant brought originals; copies scanned at 300dpi"}))  # noqa: E501
     drafts.append(EventDraft(case=case, type=EventType.FIELD_SET,
                              body={"name": "bank_account", "value": "6222 0200 0000 0000 000"}))
     drafts.append(EventDraft(case=case, type=EventType.NOTE_ADDED,

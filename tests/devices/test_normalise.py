@@ -153,3 +153,12 @@ def test_images_over_the_pixel_bound_are_refused_from_their_header(size: tuple[i
 def test_policy_refuses_values_that_make_no_sense(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="normalise policy"):
         NormalisePolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_orientation_and_reduction_together() -> None:
+    # libjpeg's reduced decode (draft) happens in the stored orientation, the turn after it.
+    stored = render_page(PageSpec(width=1632, height=1224, orientation=6, seed=7))
+    page = normalise(stored, NormalisePolicy(dpi=100, max_pixels=None))
+    assert (page.width, page.height) == (826, 1102)
+    assert _open(page.jpeg).size == (826, 1102)
+    assert (page.source_width, page.source_height) == (1632, 1224)

@@ -3,6 +3,7 @@ script, a real configuration, real keys and a real store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from gateway.keys import enrollment_path, init_keys
-from sync.store import Store, StoreLayout
+from sync.events import EventType
+from sync.store import EventDraft, Store, StoreLayout
 
 CUNLINK = Path(sys.executable).with_name("cunlink")
 APPLICANT = {"id_type": "resident_id", "id_number": "110101199003077777", "name": "张三丰",
@@ -121,18 +123,22 @@ async def test_submit_is_safe_while_the_daemon_holds_the_store(station: Path) ->
     # The daemon's store is open (and writing) while the CLI submits from another process.
     async with await Store.open(layout.db, blob_dir=layout.blobs) as daemon:
         before = set(await daemon.case_ids())
-        proc = subprocess.Popen(
-            [str(CUNLINK), "cases", "submit", "--service", "SVC-DB-01", "--applicant",
-             str(tmp / "applicant.json"), "--config", str(station)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(200):  # keep the daemon's writer busy meanwhile (bounded)
-            await daemon.kv_put(f"busy:{i}", b"x")
-            if proc.poll() is not None:
+        proc = await asyncio.create_subprocess_exec(
+            str(CUNLINK), "cases", "submit", "--service", "SVC-DB-01", "--applicant",
+            str(tmp / "applicant.json"), "--config", str(station),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        writes = 0
+        for i in range(20_000):  # keep the daemon's writer busy meanwhile (bounded)
+            await daemon.append_local("ST001", [EventDraft(
+                case="ST001-20000101-0001", type=EventType.NOTE_ADDED, body={"text": f"{i}"})])
+            writes += 1
+            if proc.returncode is not None:
                 break
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        case = out.strip()
-        assert set(await daemon.case_ids()) == before | {case}
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, err.decode()
+        assert writes > 1
+        case = out.decode().strip()
+        assert set(await daemon.case_ids()) == before | {case, "ST001-20000101-0001"}
         assert (await daemon.gaps()) == {}
 
 

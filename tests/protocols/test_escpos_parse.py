@@ -205,7 +205,7 @@ def test_command_soup_never_breaks_the_parser(pieces: list[bytes]) -> None:
 
 
 _TEXT = st.text(
-    alphabet=st.sampled_from(list("abcXYZ019 ，。：（）受理回执编号张三·-")), min_size=1, max_size=40)
+    alphabet=st.sampled_from(list("abcXYZ019 ，。：（）受理回执编号张三·-")), min_size=1, max_size=40)  # noqa: E501
 
 
 @given(st.lists(st.tuples(_TEXT, st.booleans(), st.sampled_from(["left", "center", "right"])),
