@@ -225,7 +225,13 @@ class Subscription:
         self._queue: deque[PrinterEvent | None] = deque()
         self._bound = bound
         self._ready = asyncio.Event()
+        self._end = "the printer driver was closed"
         self.dropped = 0
+
+    def _close(self, reason: str) -> None:
+        if None not in self._queue:
+            self._end = reason
+            self._put(None)
 
     def _put(self, event: PrinterEvent | None) -> None:
         if event is not None and len(self._queue) >= self._bound:
@@ -244,7 +250,7 @@ class Subscription:
         event = self._queue.popleft()
         if event is None:
             self._queue.appendleft(None)  # stay closed for the next call too
-            raise PrinterClosed("the printer driver was closed")
+            raise PrinterClosed(self._end)
         return event
 
 
@@ -306,7 +312,7 @@ class Printer:
             job.future.exception()
         self._set_state(PrinterState.CLOSED, None, "driver closed")
         for sub in self._subscribers:
-            sub._put(None)
+            sub._close("the printer driver was closed")
         self._wake.set()
 
     # --- the public surface ------------------------------------------------------------------
@@ -345,12 +351,13 @@ class Printer:
         sub._put(PrinterEvent(state=h.state, previous=h.state, status=h.status,
                               message="current state", at=time.time()))
         if self._closed:
-            sub._put(None)
+            sub._close("the printer driver was closed")
         self._subscribers.add(sub)
         try:
             yield sub
         finally:
             self._subscribers.discard(sub)
+            sub._close("this subscription has ended (its `async with` block was left)")
 
     def health(self) -> PrinterHealth:
         return replace(self._health, queue_depth=len(self._queue))

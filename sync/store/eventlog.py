@@ -95,19 +95,17 @@ def _index_materials(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
         )
 
 
-def stamp(template: Event, seq: int, hlc: int) -> Event:
-    """`template` with the store's seq and hlc.
+def _trusted(**fields: Any) -> Event:
+    """An Event built without running its validation again.
 
-    The template was built, and so fully validated, before it reached the writer; only seq and
-    hlc differ, and they come from the store's own counter and clock. Setting them directly
-    keeps the validation (~10 µs per event) out of the single writer thread, where it would
-    sit between commits.
+    Used only for fields the caller has just checked: the body by `validate_body`, the case
+    and origin by a fully validated event of the same call, and id, seq and hlc made by the
+    store itself. Validation is most of the cost of building an event (~10 µs), and it would
+    otherwise run twice on the single writer thread, where it sits between commits.
     """
     event = object.__new__(Event)
-    for name in ("id", "case", "origin", "type", "body"):
-        object.__setattr__(event, name, getattr(template, name))
-    object.__setattr__(event, "seq", seq)
-    object.__setattr__(event, "hlc", hlc)
+    for name, value in fields.items():
+        object.__setattr__(event, name, value)
     return event
 
 
@@ -128,55 +126,43 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> No
         conn.execute(_insert_rows_sql(len(chunk)), [v for row in chunk for v in row])
 
 
-def templates(
-    origin: str, drafts: Sequence[EventDraft], now_ms: int
-) -> list[tuple[Event, bytes]]:
-    """Validated events (seq and hlc still placeholders) with their packed bodies.
-
-    The first event of each case is built in full (which checks the id, case and origin
-    formats as well as the body); the rest of that case only need their bodies checked, which
-    is most of the cost of building an Event, done once instead of twice.
-    """
-    rand = os.urandom(10 * len(drafts))
-    out: list[tuple[Event, bytes]] = []
-    checked: set[str] = set()
-    for n, draft in enumerate(drafts):
-        event_id = uuid7(now_ms, rand[10 * n:10 * n + 10])
-        if draft.case in checked:
-            validate_body(draft.type, draft.body, where=f"event {event_id}")
-            template = object.__new__(Event)
-            for name, value in (("id", event_id), ("case", draft.case), ("origin", origin),
-                                ("type", draft.type), ("body", draft.body)):
-                object.__setattr__(template, name, value)
-        else:
-            template = Event(id=event_id, case=draft.case, origin=origin, seq=1, hlc=0,
-                             type=draft.type, body=draft.body)
-            checked.add(draft.case)
-        out.append((template, pack_body(draft.body)))
-    return out
-
-
 def append_local(
     conn: sqlite3.Connection,
     clock: Clock,
     origin: str,
-    prepared: Sequence[tuple[Event, bytes]],
+    drafts: Sequence[EventDraft],
+    now_ms: int,
 ) -> list[Event]:
-    """Give prepared events (template, packed body) the next seqs of `origin` and fresh hlc
-    timestamps, and insert them."""
+    """Give drafts ids, the next seqs of `origin` and fresh hlc timestamps; insert them.
+
+    Every draft is validated: the first of each case by building a full Event (id, case,
+    origin, seq, hlc and body), the others by checking their body (the rest is the same).
+    """
     row = conn.execute(
         "SELECT high_water, max_seq FROM origins WHERE origin = ?", (origin,)
     ).fetchone()
     high_water, max_seq = (0, 0) if row is None else (int(row[0]), int(row[1]))
+    rand = os.urandom(10 * len(drafts))
+    checked: set[str] = set()
     events: list[Event] = []
     rows: list[tuple[Any, ...]] = []
-    for offset, (template, packed) in enumerate(prepared, start=1):
-        event = stamp(template, max_seq + offset, clock.now())
+    for n, draft in enumerate(drafts):
+        fields: dict[str, Any] = {
+            "id": uuid7(now_ms, rand[10 * n:10 * n + 10]), "case": draft.case,
+            "origin": origin, "seq": max_seq + n + 1, "hlc": clock.now(),
+            "type": draft.type, "body": draft.body,
+        }
+        if draft.case in checked:
+            validate_body(draft.type, draft.body, where=f"event {fields['id']}")
+            event = _trusted(**fields)
+        else:
+            event = Event(**fields)
+            checked.add(draft.case)
         events.append(event)
         rows.append((event.id, event.case, origin, event.seq, event.hlc, event.type.value,
-                     packed))
+                     pack_body(draft.body)))
     insert_rows(conn, rows)
-    top = max_seq + len(prepared)
+    top = max_seq + len(drafts)
     # Our own numbering is contiguous, so the mark moves with it unless remote copies of our
     # own events (a restored station) left a gap below, which apply_remote will close.
     new_high = top if high_water == max_seq else high_water

@@ -224,8 +224,7 @@ class Store(Reads):
         drafts = list(drafts)
 
         def write(conn: sqlite3.Connection) -> list[Event]:
-            prepared = eventlog.templates(origin, drafts, self._wall_ms())
-            events = eventlog.append_local(conn, self.clock, origin, prepared)
+            events = eventlog.append_local(conn, self.clock, origin, drafts, self._wall_ms())
             puts = seal(events)
             if puts:
                 outbox.put(conn, puts, self._wall_ms())

@@ -154,16 +154,31 @@ async def test_close_fails_pending_jobs_and_ends_subscriptions(
 ) -> None:
     emulator.command("cover-open")
     printer = Printer(config)
-    async with printer, printer.subscribe() as events:
-        job = printer.submit(JOB)
-        await wait_state(events, PrinterState.COVER_OPEN)
-    with pytest.raises(PrinterClosed, match=f"print job {job.id}.*was not printed"):
-        await job
-    with pytest.raises(PrinterClosed):
-        await anext(events)
+    async with printer.subscribe() as events:
+        async with printer:
+            job = printer.submit(JOB)
+            await wait_state(events, PrinterState.COVER_OPEN)
+            async with printer.subscribe() as early:
+                pass
+            with pytest.raises(PrinterClosed, match="subscription has ended"):
+                async with asyncio.timeout(WAIT):
+                    async for _ in early:
+                        pass
+        with pytest.raises(PrinterClosed, match=f"print job {job.id}.*was not printed"):
+            await job
+        seen = []
+        with pytest.raises(PrinterClosed, match="driver was closed"):
+            async with asyncio.timeout(WAIT):
+                async for event in events:
+                    seen.append(event.state)
+        assert seen[-1] is PrinterState.CLOSED
+    async with printer.subscribe() as late:  # subscribing after the close: told at once
+        assert (await anext(late)).state is PrinterState.CLOSED
+        with pytest.raises(PrinterClosed, match="driver was closed"):
+            await anext(late)
     with pytest.raises(PrinterClosed, match="closed"):
         printer.submit(JOB)
-    assert printer.health().jobs_failed == 1
+    assert printer.health().jobs_failed == 1 and emulator.printed == 0
 
 
 async def test_under_the_supervisor(emulator: PrinterEmulator, config: PrinterConfig) -> None:

@@ -227,8 +227,12 @@ async def test_disabled_or_unreachable_devices_fail_in_one_line(
         camera_url="http://127.0.0.1:9/snapshot.jpg",
         enabled=False,
     )
-    for command in (["read-card"], ["print-test"], ["capture", str(tmp_path / "x.jpg")]):
-        result = await cunlink("devices", *command, "--config", str(off))
+    commands = (["read-card"], ["print-test"], ["capture", str(tmp_path / "x.jpg")])
+    # Side by side: each process spends most of its second importing.
+    results = await asyncio.gather(
+        *(cunlink("devices", *c, "--config", str(off)) for c in commands)
+    )
+    for result in results:
         assert result.code == 1
         _no_traceback(result)
         assert "disabled" in result.err
@@ -238,11 +242,14 @@ async def test_disabled_or_unreachable_devices_fail_in_one_line(
         printer_port=9,
         camera_url="http://127.0.0.1:9/snapshot.jpg",
     )
-    for command, words in (
-        (["read-card"], "/dev/cunlink-test-no-such-port"),
-        (["capture", str(tmp_path / "x.jpg")], "http://127.0.0.1:9/snapshot.jpg"),
-    ):
-        result = await cunlink("devices", *command, "--config", str(gone))
+    failing = {
+        "/dev/cunlink-test-no-such-port": ["read-card"],
+        "http://127.0.0.1:9/snapshot.jpg": ["capture", str(tmp_path / "x.jpg")],
+    }
+    results = await asyncio.gather(
+        *(cunlink("devices", *c, "--config", str(gone)) for c in failing.values())
+    )
+    for words, result in zip(failing, results, strict=True):
         assert result.code == 1
         _no_traceback(result)
         assert words in result.err
