@@ -277,7 +277,9 @@ class V4l2Source:
         )
 
     def _probe_blocking(self) -> dict[str, str]:
-        from linuxpy.video.device import Device, V4L2Error  # imported here: ioctl tables load
+        # Imported on first use: linuxpy's ctypes tables take ~0.2 s to load, which stations
+        # with an HTTP camera (and every `cunlink` command) would otherwise pay for nothing.
+        from linuxpy.video.device import Device, V4L2Error
 
         s = self._settings
         if not os.path.exists(s.device):
@@ -285,7 +287,12 @@ class V4l2Source:
         try:
             with Device(s.device) as dev:
                 info = dev.info
-                return {"source": "v4l2", "device": s.device, "card": str(info.card)}
+                return {
+                    "source": "v4l2",
+                    "device": s.device,
+                    "card": str(info.card),
+                    "driver": str(info.driver),
+                }
         except (OSError, V4L2Error) as exc:
             raise self._failed(exc) from exc
 
@@ -348,16 +355,10 @@ class Camera:
     An async context manager around its source. `watch` is the supervisor's device task.
     """
 
-    def __init__(
-        self,
-        settings: CameraSettings,
-        policy: NormalisePolicy,
-        *,
-        source: SnapshotSource | None = None,
-    ) -> None:
+    def __init__(self, settings: CameraSettings, policy: NormalisePolicy) -> None:
         self.settings = settings
         self.policy = policy
-        self._source: SnapshotSource = source or (
+        self._source: SnapshotSource = (
             HttpSnapshotSource(settings) if settings.source == "http" else V4l2Source(settings)
         )
 

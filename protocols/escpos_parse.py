@@ -43,6 +43,36 @@ from protocols.escpos_base import (
     QrErrorLevel,
     TextEncoding,
 )
+from protocols.escpos_receipt import (
+    NEED_DATA,
+    Ignored,
+    Item,
+    PaperFeed,
+    ParsedReceipt,
+    ParseEvent,
+    PrintedLine,
+    PrintedQr,
+    ReceiptCut,
+    Span,
+    StatusRequest,
+    _NeedData,
+)
+
+__all__ = [
+    "MAX_ITEMS",
+    "MAX_LINE_BYTES",
+    "NEED_DATA",
+    "EscposParser",
+    "Ignored",
+    "PaperFeed",
+    "ParseEvent",
+    "ParsedReceipt",
+    "PrintedLine",
+    "PrintedQr",
+    "ReceiptCut",
+    "Span",
+    "StatusRequest",
+]
 
 MAX_LINE_BYTES: Final = 4096
 MAX_ITEMS: Final = 4096
@@ -60,108 +90,6 @@ _GS_FIXED: Final = {
     0x72: 3, 0x77: 3, 0x24: 4, 0x5C: 4, 0x54: 3, 0x3A: 2,
 }
 _FS_FIXED: Final = {0x2D: 3, 0x43: 3, 0x53: 4, 0x57: 3, 0x70: 4}
-
-
-# --- the receipt model ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Span:
-    """Text printed in one style."""
-
-    text: str
-    bold: bool = False
-    underline: bool = False
-    width: int = 1
-    height: int = 1
-
-    def __post_init__(self) -> None:
-        if not (1 <= self.width <= 8 and 1 <= self.height <= 8):
-            raise ValueError(f"size {self.width}x{self.height}: multipliers are 1..8")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrintedLine:
-    spans: tuple[Span, ...] = ()
-    align: Align = Align.LEFT
-
-    @property
-    def text(self) -> str:
-        return "".join(span.text for span in self.spans)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrintedQr:
-    payload: bytes
-    module_size: int = 3
-    level: QrErrorLevel = QrErrorLevel.L
-    model: int = 2
-    align: Align = Align.LEFT
-
-    def __post_init__(self) -> None:
-        if not 1 <= len(self.payload) <= QR_MAX_DATA:
-            raise ValueError(f"QR payload of {len(self.payload)} bytes is outside 1..{QR_MAX_DATA}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaperFeed:
-    lines: int
-
-
-Item = PrintedLine | PrintedQr | PaperFeed
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParsedReceipt:
-    items: tuple[Item, ...]
-    cut: CutKind
-
-    @property
-    def lines(self) -> tuple[PrintedLine, ...]:
-        return tuple(item for item in self.items if isinstance(item, PrintedLine))
-
-    @property
-    def qr_codes(self) -> tuple[PrintedQr, ...]:
-        return tuple(item for item in self.items if isinstance(item, PrintedQr))
-
-    @property
-    def text(self) -> str:
-        """The printed text, one line per line; trailing spaces dropped."""
-        return "\n".join(line.text.rstrip() for line in self.lines)
-
-
-# --- events --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StatusRequest:
-    """`DLE EOT n`: the host waits for one status byte."""
-
-    n: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReceiptCut:
-    receipt: ParsedReceipt
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ignored:
-    """Bytes skipped: a command we do not model, or a malformed one a printer would ignore."""
-
-    command: bytes
-    reason: str
-
-
-class _NeedData:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = _NeedData()
-ParseEvent = StatusRequest | ReceiptCut | Ignored
 
 
 @dataclass(slots=True)

@@ -248,8 +248,7 @@ def _dedup(events: Iterable[Event]) -> tuple[list[Event], list[Conflict]]:
             case = e.case
         elif e.case != case:
             raise CaseModelError(
-                f"fold() got events of two cases, {case!r} and {e.case!r}; fold one case at a "
-                "time"
+                f"fold() got events of two cases, {case!r} and {e.case!r}; fold one case at a time"
             )
         variants = by_id.setdefault(e.id, [])
         if e not in variants:
@@ -460,9 +459,7 @@ class _Fold:
                     request, answered_by=(*request.answered_by, sha)
                 )
 
-    def freeze(
-        self, id_conflicts: list[Conflict], *, event_count: int, last_hlc: int
-    ) -> CaseState:
+    def freeze(self, id_conflicts: list[Conflict], *, event_count: int, last_hlc: int) -> CaseState:
         return CaseState(
             case=self.case,
             created_by=self.created_by,

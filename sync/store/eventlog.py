@@ -81,20 +81,6 @@ EVENT_COLUMNS = "id, case_id, origin, seq, hlc, type, body"
 _INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
-def _index_materials(conn: sqlite3.Connection, events: Iterable[Event]) -> None:
-    rows = [
-        (e.case, e.body["sha256"], e.id)
-        for e in events
-        if e.type is EventType.MATERIAL_ADDED and isinstance(e.body.get("sha256"), str)
-    ]
-    if rows:
-        conn.execute(
-            "INSERT OR IGNORE INTO materials (case_id, sha256, event_id) VALUES "
-            + ", ".join(["(?, ?, ?)"] * len(rows)),
-            [v for row in rows for v in row],
-        )
-
-
 def _trusted(**fields: Any) -> Event:
     """An Event built without running its validation again.
 
@@ -172,7 +158,6 @@ def append_local(
         "max_seq = excluded.max_seq",
         (origin, new_high, top),
     )
-    _index_materials(conn, events)
     return events
 
 
@@ -232,7 +217,6 @@ def apply_remote(
             "max_seq = max(max_seq, excluded.max_seq)",
             (origin, high_water, top),
         )
-    _index_materials(conn, new)
     if package_id is not None:
         conn.execute(
             "INSERT OR IGNORE INTO inbox (package_id, sender, received_ms, new_events, "

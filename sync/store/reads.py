@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import msgpack
 
 from sync.events import Event
 from sync.model import CaseState, HubOrigins, fold
@@ -145,12 +146,17 @@ class Reads:
         ) is not None
 
     async def referenced_blobs(self) -> set[str]:
-        return {r[0] for r in await self._all("SELECT DISTINCT sha256 FROM materials")}
-
-    async def case_materials(self, case: str) -> set[str]:
-        return {r[0] for r in await self._all(
-            "SELECT sha256 FROM materials WHERE case_id = ?", (case,)
-        )}
+        """Every blob hash some material_added event names (a full scan: for the rare orphan
+        sweep, not for hot paths)."""
+        named: set[str] = set()
+        async with self._reader.execute(
+            "SELECT body FROM events WHERE type = 'material_added'"
+        ) as cursor:
+            async for (body,) in cursor:
+                sha = msgpack.unpackb(body, raw=False).get("sha256")
+                if isinstance(sha, str):
+                    named.add(sha)
+        return named
 
     # -- outbox ------------------------------------------------------------------------------
 

@@ -6,10 +6,14 @@ process opening the same file at the same moment leaves the database at one vers
 never in between.
 
 To change the schema, append a `Migration` to `MIGRATIONS` with the next version number and a
-function that takes the open connection (inside the transaction) and changes it. Never edit or
-reorder a migration that has shipped: databases in the field have already run it. The test in
+function that takes the open connection (inside the transaction) and changes it; a migration
+that moves data reads and writes rows with the same connection. Never edit or reorder a
+migration that has shipped: databases in the field have already run it. The test in
 `tests/sync/test_store_migrations.py` opens a database created at every earlier version, so a new
 migration is covered as soon as it is appended (add sample rows for it there if it moves data).
+
+Every index is one more page written by each commit (the cost that group commit amortises), so
+tables carry only the indexes their queries need.
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import msgpack
 
 from sync.store.errors import StoreError
 
@@ -42,9 +44,11 @@ def _v1_event_log(conn: sqlite3.Connection) -> None:
     _run(
         conn,
         # body is the msgpack encoding of Event.body; (origin, seq) is unique because each
-        # origin numbers its own events 1, 2, 3, ... (see sync.events.Event).
+        # origin numbers its own events 1, 2, 3, ... (see sync.events.Event). A rowid table
+        # (not WITHOUT ROWID): bodies of ~1 KB then stay on their leaf page instead of spilling
+        # to overflow pages, each of which is one more 4 KiB page written by the commit.
         """CREATE TABLE events (
-            id      TEXT PRIMARY KEY,
+            id      TEXT NOT NULL UNIQUE,
             case_id TEXT NOT NULL,
             origin  TEXT NOT NULL,
             seq     INTEGER NOT NULL CHECK (seq >= 1),
@@ -60,9 +64,11 @@ def _v1_event_log(conn: sqlite3.Connection) -> None:
             high_water INTEGER NOT NULL CHECK (high_water >= 0),
             max_seq    INTEGER NOT NULL CHECK (max_seq >= high_water)
         )""",
+        # The hybrid logical clock's last value and the hub's offset, written by every commit
+        # that handed out a timestamp (see sync.hlc).
         """CREATE TABLE clock (
-            id   INTEGER PRIMARY KEY CHECK (id = 1),
-            last INTEGER NOT NULL CHECK (last >= 0),
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            last          INTEGER NOT NULL CHECK (last >= 0),
             hub_offset_ms INTEGER NOT NULL
         )""",
         "INSERT INTO clock (id, last, hub_offset_ms) VALUES (1, 0, 0)",
@@ -76,11 +82,12 @@ def _v1_event_log(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v2_outbox_and_materials(conn: sqlite3.Connection) -> None:
+def _v2_outbox(conn: sqlite3.Connection) -> None:
     _run(
         conn,
         # seq (the rowid) gives FIFO order within a priority class; a sealed package is either
-        # inline (payload) or a container file (path), never both.
+        # inline (payload) or a container file (path), never both. No index for the sending
+        # order: the outbox holds only what is undelivered.
         """CREATE TABLE outbox (
             seq             INTEGER PRIMARY KEY,
             package_id      BLOB NOT NULL UNIQUE,
@@ -98,28 +105,7 @@ def _v2_outbox_and_materials(conn: sqlite3.Connection) -> None:
             last_attempt_ms INTEGER,
             CHECK ((payload IS NULL) <> (path IS NULL))
         )""",
-        "CREATE INDEX outbox_order ON outbox (state, priority, seq)",
-        # Which events name which blob: a blob file nobody names is an orphan. Keyed by case
-        # first so a new case's rows land at the end of the b-tree (fewer pages per commit);
-        # the orphan sweep, which asks by hash, is rare and may scan.
-        """CREATE TABLE materials (
-            case_id  TEXT NOT NULL,
-            sha256   TEXT NOT NULL,
-            event_id TEXT NOT NULL,
-            PRIMARY KEY (case_id, sha256, event_id)
-        ) WITHOUT ROWID""",
     )
-    # Backfill from events already stored at v1, so no existing blob looks orphaned.
-    rows = conn.execute(
-        "SELECT id, case_id, body FROM events WHERE type = 'material_added'"
-    ).fetchall()
-    for event_id, case_id, body in rows:
-        sha = msgpack.unpackb(body, raw=False).get("sha256")
-        if isinstance(sha, str):
-            conn.execute(
-                "INSERT OR IGNORE INTO materials (case_id, sha256, event_id) VALUES (?, ?, ?)",
-                (case_id, sha, event_id),
-            )
 
 
 def _v3_transfer_state(conn: sqlite3.Connection) -> None:
@@ -142,7 +128,7 @@ def _v3_transfer_state(conn: sqlite3.Connection) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, summary="event log, origins, clock, inbox", apply=_v1_event_log),
-    Migration(version=2, summary="outbox and material index", apply=_v2_outbox_and_materials),
+    Migration(version=2, summary="outbox", apply=_v2_outbox),
     Migration(version=3, summary="kv, transfer_in, counters", apply=_v3_transfer_state),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

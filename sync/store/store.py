@@ -127,11 +127,13 @@ class Store(Reads):
         window_ms: float = 2.0,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         hub_origins: HubOrigins = frozenset(),
+        quick_check: bool = False,
     ) -> Store:
         """Check integrity, migrate, and open. Raises StoreCorruptError (after moving a damaged
         file aside), or StoreError. `sealed_dir` (default: `sealed` beside `blob_dir`) holds
         outbox container files; `hub_origins` tells the fold in `list_cases` / `case_state` which
-        origins are the hub (a set of ids, or a function origin -> Side)."""
+        origins are the hub (a set of ids, or a function origin -> Side). `quick_check` runs
+        SQLite's quick_check instead of the full integrity_check (for a large hub database)."""
         if max_batch < 1 or window_ms < 0 or disk_floor_bytes < 0:
             raise ValueError(
                 f"Store.open needs max_batch >= 1 (got {max_batch}), window_ms >= 0 (got "
@@ -141,7 +143,7 @@ class Store(Reads):
         sealed = Path(sealed_dir) if sealed_dir is not None else Path(blob_dir).parent / "sealed"
         for directory in (path.parent, Path(blob_dir), sealed):
             directory.mkdir(parents=True, exist_ok=True)
-        report = await asyncio.to_thread(check_and_quarantine, path)
+        report = await asyncio.to_thread(check_and_quarantine, path, quick=quick_check)
         if report is not None:
             raise StoreCorruptError(
                 f"the store {path} is damaged and was moved aside: {report.describe()}. A new, "

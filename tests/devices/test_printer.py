@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -110,7 +111,8 @@ async def test_offline_is_reported(emulator: PrinterEmulator, config: PrinterCon
     emulator.command("offline")
     async with Printer(config) as printer, printer.subscribe() as events:
         await wait_state(events, PrinterState.OFFLINE)
-        assert printer.health().status is not None and not printer.health().status.online
+        status = printer.health().status
+        assert status is not None and not status.online and not status.ready
 
 
 async def test_unplug_and_replug(emulator: PrinterEmulator, config: PrinterConfig) -> None:
@@ -136,7 +138,7 @@ async def test_full_queue_refuses_and_nothing_queued_is_dropped(
     emulator: PrinterEmulator, config: PrinterConfig
 ) -> None:
     emulator.command("paper-out")
-    bounded = PrinterConfig(**{**_fields(config), "queue_size": 2})
+    bounded = replace(config, queue_size=2)
     async with Printer(bounded) as printer:
         first, second = printer.submit(JOB, label="a"), printer.submit(JOB, label="b")
         with pytest.raises(PrinterQueueFull, match="queue of printer 'printer'.*is full"):
@@ -232,7 +234,3 @@ def test_config_is_validated() -> None:
         PrinterConfig(connection="tcp")
     with pytest.raises(ValueError, match="queue_size 0"):
         PrinterConfig(queue_size=0)
-
-
-def _fields(config: PrinterConfig) -> dict[str, object]:
-    return {f: getattr(config, f) for f in config.__dataclass_fields__}

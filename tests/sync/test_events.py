@@ -286,7 +286,7 @@ def test_garbage_raises_only_event_format_error(data: bytes) -> None:
     assert all(isinstance(e, Event) for e in got)
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.lists(events(), min_size=1, max_size=3), st.data())
 def test_corrupted_batches_raise_only_event_format_error(
     batch: list[Event], data: st.DataObject

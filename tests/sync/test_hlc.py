@@ -227,9 +227,7 @@ def test_every_value_exceeds_everything_returned_or_observed(
                 assert clock.last == max(high, value)
                 high = clock.last
             case "reboot":
-                clock = HybridLogicalClock(
-                    wall_ms=wall, last=clock.last, max_ahead_ms=1_000
-                )
+                clock = HybridLogicalClock(wall_ms=wall, last=clock.last, max_ahead_ms=1_000)
         assert clock.last == high
 
 

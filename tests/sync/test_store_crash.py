@@ -110,6 +110,16 @@ async def test_sigkill_loses_no_acknowledged_case(tmp_path: Path) -> None:
         acked.update(fresh)
         held = await _check(state, acked, fresh)
     elapsed = time.monotonic() - started
+    # Kills mid-copy leave temporary blob files, and kills between storing a blob and
+    # committing its case leave unreferenced ones: the sweep removes those and nothing else.
+    async with await Store.open(state / "station.db", blob_dir=state / "blobs") as store:
+        await store.cleanup_orphans(grace_s=0)
+        left = {p.name for p in store.blob_dir.iterdir()}
+        assert left == await store.referenced_blobs()
+        for case in acked:
+            blob = blob_content(case)
+            if blob is not None:
+                assert hashlib.sha256(blob).hexdigest() in left
     assert kills >= KILLS, f"only {kills} kills in {elapsed:.0f} s (machine too slow?)"
     assert len(acked) > 100, f"too few acknowledged cases ({len(acked)}) to mean anything"
     assert held >= len(acked)

@@ -27,7 +27,8 @@ EVENT_ID = "01a0c450-6c00-7ec8-9d83-04b4dbaa83cc"
 def _v1_rows(conn: sqlite3.Connection) -> None:
     body = msgpack.packb({"sha256": SHA, "kind": "scan", "pages": 1, "size": 10,
                           "mime": "image/jpeg"})
-    conn.execute("INSERT INTO events VALUES (?, ?, 'ST001', 1, ?, 'material_added', ?)",
+    conn.execute("INSERT INTO events (id, case_id, origin, seq, hlc, type, body) "
+                 "VALUES (?, ?, 'ST001', 1, ?, 'material_added', ?)",
                  (EVENT_ID, CASE, 1_790_000_000_000 << 16, body))
     conn.execute("INSERT INTO origins VALUES ('ST001', 1, 1)")
     conn.execute("UPDATE clock SET last = ?", ((1_790_000_000_000 << 16) + 5,))
@@ -50,8 +51,7 @@ async def _v1_check(store: Store) -> None:
     assert [(e.id, e.type, e.seq) for e in events] == [(EVENT_ID, EventType.MATERIAL_ADDED, 1)]
     assert store.clock.last >= (1_790_000_000_000 << 16) + 5
     assert await store.inbox_has(bytes.fromhex("00112233"))
-    # v2 backfilled the material index from v1's events: the blob is not an orphan.
-    assert await store.referenced_blobs() == {SHA}
+    assert await store.referenced_blobs() == {SHA}  # the blob stays safe from the sweep
 
 
 async def _v2_check(store: Store) -> None:
