@@ -34,7 +34,9 @@ async def open_station_store(cfg: StationConfig) -> Store:
     return await Store.open(
         store_path(cfg), blob_dir=state / "blobs",
         disk_floor_bytes=cfg.store.disk_floor_mb * MB,
-        clock_max_ahead_ms=cfg.store.clock_max_ahead_seconds * 1000,
+        # A station never clamps the hub: after a reboot without an RTC its own wall clock is
+        # the one that is wrong, and clamping would order its answers before the requests.
+        clock_max_ahead_ms=None,
         max_batch=cfg.store.group_commit_max_batch,
         window_ms=cfg.store.group_commit_window_ms,
     )

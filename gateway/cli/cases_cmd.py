@@ -143,7 +143,7 @@ async def open_store(cfg: StationConfig) -> Store:
     return await Store.open(
         layout.db, blob_dir=layout.blobs, sealed_dir=layout.sealed,
         disk_floor_bytes=cfg.store.disk_floor_mb * MB,
-        clock_max_ahead_ms=cfg.store.clock_max_ahead_seconds * 1000,
+        clock_max_ahead_ms=None,  # as in gateway.station: a station never clamps the hub
         # On a station's store, every origin other than this station is the county hub.
         hub_origins=lambda origin: Side.STATION if origin == station else Side.HUB,
     )

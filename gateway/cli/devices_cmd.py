@@ -107,6 +107,7 @@ def _reader(cfg: StationConfig) -> IdCardReader:
     settings = ReaderSettings(
         bauds=(115200, 9600) if c.baud == 0 else (c.baud,),  # 0 = probe, fastest first
         reply_timeout=c.timeout_seconds,
+        probe_timeout=c.timeout_seconds,  # the config has one answer time for every command
         poll_interval=c.poll_interval_seconds,
     )
     return IdCardReader(str(c.port), settings)

@@ -122,7 +122,7 @@ class Store(Reads):
         sealed_dir: Path | None = None,
         disk_floor_bytes: int = 0,
         wall_ms: Callable[[], int] = real_wall_ms,
-        clock_max_ahead_ms: int = DEFAULT_MAX_AHEAD_MS,
+        clock_max_ahead_ms: int | None = DEFAULT_MAX_AHEAD_MS,
         max_batch: int = 256,
         window_ms: float = 2.0,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,

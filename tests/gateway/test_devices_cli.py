@@ -79,7 +79,7 @@ tls = false
 [devices.idcard]
 enabled = {on}
 port = "{reader}"
-timeout_seconds = 1.0
+timeout_seconds = 2.0
 [devices.printer]
 enabled = {on}
 connection = "tcp"

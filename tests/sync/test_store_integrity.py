@@ -122,3 +122,11 @@ def test_an_unreadable_file_is_an_error_not_corruption(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         check_and_quarantine(db)
     assert db.is_dir()
+
+
+async def test_quick_check_also_catches_damaged_pages(tmp_path: Path) -> None:
+    db = await _make_store(tmp_path)
+    _scribble(db)
+    with pytest.raises(StoreCorruptError):
+        await Store.open(db, blob_dir=tmp_path / "blobs", quick_check=True)
+    assert not db.exists()
