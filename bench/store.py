@@ -1,14 +1,19 @@
 """Durable case intake: cunlink's store (group commit) against persist-queue's SQLiteAckQueue.
 
-One case is 10 events (created, fields, three materials, a note, submitted), about 2 KB as an
-encoded batch. cunlink acknowledges a case only after the transaction holding its events and
-its outbox row (the same encoded batch) is committed with `synchronous=FULL`. The baseline does
-one `SQLiteAckQueue.put` of exactly those bytes per case: one commit each, also at SQLite's
-default `synchronous=FULL` (checked and printed below), which is equal durability.
+One case is 10 events (created, fields, three materials, notes, submitted), about 2.3 KB as an
+encoded batch. cunlink acknowledges a case only after the one transaction holding its ten
+validated, indexed event rows and its outbox row (the encoded batch) is committed with
+`synchronous=FULL`. The baseline is persist-queue's `SQLiteAckQueue` at its defaults
+(`journal_mode=WAL`, SQLite's default `synchronous=FULL`: checked at run time), where every
+`put` is one commit: equal durability. It is measured two ways on the same bytes:
 
-Both run with 1 and with 16 concurrent writers (asyncio tasks for cunlink, threads for the
-queue, which is synchronous) in the same run, on the same disk, in alternating rounds; the
-median round is reported. Usage:
+- one put per case (the whole encoded batch): the queue's most favourable reading;
+- one put per event (each event's encoded bytes): the same number of durable records as
+  cunlink writes.
+
+Each runs with 1 and with 16 concurrent writers (asyncio tasks for cunlink, threads for the
+synchronous queue), interleaved in the same run on the same disk; the median of the rounds is
+reported, with the disk's fsync latency (what decides how much group commit can save).
 
     .venv/bin/python bench/store.py            # about a minute
     .venv/bin/python bench/store.py --quick    # a few seconds, for a smoke test

@@ -228,7 +228,10 @@ def list_devices(
         float, typer.Option("--timeout", help="Seconds each device may take to answer its probe.")
     ] = 10.0,
 ) -> None:
-    """Configured devices with a live probe each, and the serial ports and cameras present."""
+    """Configured devices with a live probe each, and the serial ports and cameras present.
+
+    Exit status 1 if an enabled device fails its probe.
+    """
     cfg = load_station(config)
     if timeout <= 0:
         fail(f"--timeout must be a positive number of seconds, got {timeout}")
@@ -409,7 +412,7 @@ def capture(
         Path | None, typer.Option("--raw", help="Also write the raw still (as captured) here.")
     ] = None,
 ) -> None:
-    """Capture one page, normalise it per [devices.camera], write OUT.jpg and report sizes."""
+    """Capture one page, normalise it per the camera settings, write OUT and report sizes."""
     cfg = load_station(config)
     _require(cfg, config, "camera")
     camera = _camera(cfg)

@@ -112,6 +112,8 @@ class GroupCommitWriter:
             raise StoreError(f"{self._where}: the store is closed; open it again to write")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Job(fn=fn, future=future))
+        if self._task.done():  # closed while this caller waited for room in the queue
+            self._fail_leftovers()
         return await future
 
     async def close(self) -> None:
@@ -122,6 +124,7 @@ class GroupCommitWriter:
         if self._task is not None:
             await self._queue.put(_STOP)
             await self._task
+        self._fail_leftovers()
         await self.call(self._conn.close)
         self._executor.shutdown(wait=True)
 
@@ -177,16 +180,21 @@ class GroupCommitWriter:
         finally:
             # Only reached with work in hand if this task itself is cancelled or broken: make
             # sure no caller waits forever.
-            leftovers = list(pending)
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is not _STOP:
-                    leftovers.append(cast(_Job, item))
-            for job in leftovers:
-                if not job.future.done():
-                    job.future.set_exception(
-                        StoreError(f"{self._where}: the store writer stopped before this write")
-                    )
+            self._fail_leftovers(pending)
+
+    def _fail_leftovers(self, in_flight: list[_Job] | None = None) -> None:
+        for job in in_flight or ():
+            if not job.future.done():
+                job.future.set_exception(StoreError(
+                    f"{self._where}: the store writer was stopped during this write's commit; "
+                    "it may or may not be stored: read it back before retrying"
+                ))
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not _STOP and not cast(_Job, item).future.done():
+                cast(_Job, item).future.set_exception(
+                    StoreError(f"{self._where}: the store was closed before this write ran")
+                )
 
     def _run_batch(self, jobs: list[_Job]) -> list[tuple[bool, object]]:
         """On the writer thread: one transaction, one savepoint per job, one commit."""
@@ -204,14 +212,14 @@ class GroupCommitWriter:
                 try:
                     value = job.fn(conn)
                 except Exception as exc:
-                    if isolate:
-                        conn.execute("ROLLBACK TO job")
-                        conn.execute("RELEASE job")
-                    else:
-                        conn.execute("ROLLBACK")
-                        conn.execute("BEGIN IMMEDIATE")
-                    outcomes.append((False, translate(exc, self._where)))
                     self.stats.failed_writes += 1
+                    if not isolate:
+                        # Nothing else to commit: any timestamps it took were never used.
+                        conn.execute("ROLLBACK")
+                        return [(False, translate(exc, self._where))]
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((False, translate(exc, self._where)))
                 else:
                     if isolate:
                         conn.execute("RELEASE job")
