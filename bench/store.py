@@ -102,7 +102,8 @@ def sample_events(count: int) -> list[list[Event]]:
     ]
 
 
-async def run_cunlink(directory: Path, cases: int, writers: int) -> tuple[float, Any]:
+async def run_cunlink(directory: Path, cases: int, writers: int) -> tuple[float, float, Any]:
+    """(seconds, process CPU seconds, writer stats) for `cases` cases from `writers` tasks."""
     store = await Store.open(directory / "bench.db", blob_dir=directory / "blobs")
     drafts = [case_drafts(n) for n in range(cases)]
 
@@ -110,19 +111,20 @@ async def run_cunlink(directory: Path, cases: int, writers: int) -> tuple[float,
         for n in range(index, cases, writers):
             await store.append_local_sealed(STATION, drafts[n], outbox_for)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(writer(i) for i in range(writers)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     stats = store.writer_stats
     async with store:
         held = len(await store.case_ids())
     if held != cases:
         raise SystemExit(f"cunlink stored {held} cases, expected {cases}")
-    return elapsed, stats
+    return elapsed, cpu, stats
 
 
-def run_baseline(directory: Path, items: list[bytes], writers: int) -> float:
-    """Seconds for `writers` threads to put `items` durably, one put (one commit) each."""
+def run_baseline(directory: Path, items: list[bytes], writers: int) -> tuple[float, float]:
+    """(seconds, process CPU seconds) for `writers` threads to put `items` durably, one put
+    (one commit) each."""
     queue = SQLiteAckQueue(str(directory / "pq"), multithreading=True, auto_commit=True)
     sync_mode = int(queue._putter.execute("PRAGMA synchronous").fetchone()[0])
     journal = str(queue._putter.execute("PRAGMA journal_mode").fetchone()[0])
@@ -134,17 +136,17 @@ def run_baseline(directory: Path, items: list[bytes], writers: int) -> float:
             queue.put(items[n])
 
     threads = [threading.Thread(target=put_range, args=(i,)) for i in range(writers)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     count = queue.qsize()
     queue.close()
     if count != len(items):
         raise SystemExit(f"baseline holds {count} items, expected {len(items)}")
-    return elapsed
+    return elapsed, cpu
 
 
 def fsync_ms(directory: Path, count: int = 100) -> float:
@@ -167,7 +169,7 @@ def in_tmp(fn: Callable[[Path], T]) -> T:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--cases", type=int, default=2000, help="cases per round (16 writers)")
+    parser.add_argument("--cases", type=int, default=4000, help="cases per round (16 writers)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     args = parser.parse_args()
@@ -186,19 +188,24 @@ def main() -> None:
     print("baseline: persist-queue SQLiteAckQueue, journal_mode=WAL, synchronous=FULL (checked), "
           "one put = one commit")
     rates: dict[tuple[str, int], list[float]] = {}
+    cpus: dict[tuple[str, int], list[float]] = {}  # process CPU microseconds per case
     per_commit: dict[int, float] = {}
     for _ in range(rounds):
         for writers, (ours_n, case_n, event_n) in sizes.items():
             # Interleaved, so drift in the shared machine's speed hits all three alike.
-            elapsed, stats = in_tmp(lambda d, w=writers, n=ours_n: asyncio.run(
+            elapsed, cpu, stats = in_tmp(lambda d, w=writers, n=ours_n: asyncio.run(
                 run_cunlink(d, n, w)))
             rates.setdefault(("cunlink", writers), []).append(ours_n / elapsed)
+            cpus.setdefault(("cunlink", writers), []).append(cpu / ours_n * 1e6)
             per_commit[writers] = stats.writes / max(1, stats.transactions)
-            elapsed = in_tmp(lambda d, w=writers, n=case_n: run_baseline(d, per_case[:n], w))
+            elapsed, cpu = in_tmp(lambda d, w=writers, n=case_n: run_baseline(
+                d, per_case[:n], w))
             rates.setdefault(("per case", writers), []).append(case_n / elapsed)
+            cpus.setdefault(("per case", writers), []).append(cpu / case_n * 1e6)
             items = [b for evs in per_event[:event_n] for b in evs]
-            elapsed = in_tmp(lambda d, w=writers, i=items: run_baseline(d, i, w))
+            elapsed, cpu = in_tmp(lambda d, w=writers, i=items: run_baseline(d, i, w))
             rates.setdefault(("per event", writers), []).append(event_n / elapsed)
+            cpus.setdefault(("per event", writers), []).append(cpu / event_n * 1e6)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print()
     print("durable cases per second (median of rounds); ratio = cunlink / baseline")
@@ -209,6 +216,10 @@ def main() -> None:
         a, b = med[("per case", writers)], med[("per event", writers)]
         print(f"{writers:>7} {ours:>8.0f} {per_commit[writers]:>12.1f} | {a:>17.0f} "
               f"{ours / a:>5.1f}x | {b:>18.0f} {ours / b:>5.1f}x")
+    cpu = {k: statistics.median(v) for k, v in cpus.items()}
+    print("process CPU per durable case, 16 writers (user + system, incl. fsync): "
+          f"cunlink {cpu[('cunlink', 16)]:.0f} µs, queue 1 put/case "
+          f"{cpu[('per case', 16)]:.0f} µs, queue 1 put/event {cpu[('per event', 16)]:.0f} µs")
     ours16 = med[("cunlink", 16)]
     best_case = max(med[("per case", w)] for w in sizes)
     best_event = max(med[("per event", w)] for w in sizes)

@@ -7,8 +7,10 @@
 
 Jobs wait in a bounded in-memory queue (`PrinterQueueFull` when it is full) and are sent one at
 a time, each only after a status query (`DLE EOT 1..4`) shows the printer ready. A job is done
-when the printer, after receiving all of it, answers a status query in a ready state; the
-status replies come back in order, so the answer proves the job went through. When the printer
+when the printer, after receiving all of it, answers a status query in a ready state: the
+query goes down the same line after the job, so the answer proves the printer has the whole job
+and can print it (a printer that runs out of paper mid-receipt keeps the rest and resumes when
+paper is loaded). When the printer
 is out of paper, has its cover open or is offline, jobs wait and go out when it recovers; when a
 write fails, the driver reconnects with backoff and sends the job again. A job is never dropped
 while the driver runs: it fails only when the driver is closed. The price of never losing a
@@ -28,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -84,7 +86,7 @@ class PrintJob:
     Cancelling the awaiting task does not cancel the job: once submitted, it prints."""
 
     id: int
-    data: bytes
+    data: bytes = field(repr=False)  # the receipt itself stays out of logs and reprs
     label: str
     future: asyncio.Future[PrintResult]
     attempts: int = 0
@@ -230,6 +232,9 @@ class Printer:
 
     async def run_session(self, recorder: HealthRecorder | None = None) -> None:
         """Open the printer and serve the queue until the link fails (raises PrinterError)."""
+        if self._closed:
+            raise PrinterClosed(f"printer {self.config.name!r} driver is closed; stop its "
+                                "supervisor before closing the driver")
         if self._session_lock.locked():
             raise PrinterError(f"printer {self.config.name!r} already has a session running")
         async with self._session_lock:

@@ -79,7 +79,13 @@ class SerialTransport:
     async def write(self, data: bytes) -> None:
         port = self._port_or_fail()
 
+        # pyserial's write timeout covers the whole write, so it must allow for the line
+        # rate: a 20 KB logo takes 21 s at 9600 baud (10 bits per byte), and twice that is
+        # still a clear sign of a stuck line.
+        budget = self._timeout + 2 * len(data) * 10 / self._baudrate
+
         def _write() -> None:
+            port.write_timeout = budget
             port.write(data)
             port.flush()
 

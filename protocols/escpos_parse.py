@@ -47,6 +47,7 @@ from protocols.escpos_receipt import (
     NEED_DATA,
     Ignored,
     Item,
+    NeedData,
     PaperFeed,
     ParsedReceipt,
     ParseEvent,
@@ -55,7 +56,6 @@ from protocols.escpos_receipt import (
     ReceiptCut,
     Span,
     StatusRequest,
-    _NeedData,
 )
 
 __all__ = [
@@ -168,7 +168,7 @@ class EscposParser:
             )
         self._buf += data
 
-    def next_event(self) -> ParseEvent | _NeedData:
+    def next_event(self) -> ParseEvent | NeedData:
         self._check_usable()
         while not self._events:
             if self._skip:

@@ -16,6 +16,7 @@ __all__ = [
     "NEED_DATA",
     "Ignored",
     "Item",
+    "NeedData",
     "PaperFeed",
     "ParseEvent",
     "ParsedReceipt",
@@ -118,12 +119,12 @@ class Ignored:
     reason: str
 
 
-class _NeedData:
+class NeedData:
     __slots__ = ()
 
     def __repr__(self) -> str:
         return "NEED_DATA"
 
 
-NEED_DATA: Final = _NeedData()
+NEED_DATA: Final = NeedData()
 ParseEvent = StatusRequest | ReceiptCut | Ignored

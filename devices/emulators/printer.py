@@ -10,9 +10,9 @@ Conditions, set by tests or by the technician's stdin commands: paper out, cover
 arrives while the printer is not ready is lost, as on a printer with a small buffer, and
 counted in `lost`: the driver must not send while the printer is not ready.
 
-`unplug()` closes the PTY (and the TCP listener with its connections) as a pulled cable does;
-`replug()` opens a new PTY — with a new /dev/pts path, so give a stable `link` — and listens on
-the same TCP port again.
+`unplug()` closes the PTY and removes its link (the device node goes with the cable), and
+closes the TCP listener with its connections; `replug()` opens a new PTY — with a new /dev/pts
+path, so give a stable `link`, re-pointed atomically — and listens on the same TCP port again.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class PrinterEmulator:
         self._tcp_port: int | None = None
         self._tcp_host = "127.0.0.1"
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         self._seq = 0
 
     async def __aenter__(self) -> Self:
@@ -113,9 +113,6 @@ class PrinterEmulator:
     async def close(self) -> None:
         self._pty_wanted = False
         await self._stop_links()
-        if self._link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._link.unlink()
         for task in list(self._tasks):
             await task  # let receipts being drawn reach the disk
 
@@ -183,14 +180,21 @@ class PrinterEmulator:
         except BlockingIOError:
             return
         except OSError as exc:
-            log.warning("printer emulator: pseudo-terminal read failed: %s", exc)
+            # The fd would stay readable with the same error: stop watching it, or we spin.
+            asyncio.get_running_loop().remove_reader(pty.master)
+            log.error("printer emulator: pseudo-terminal read failed (%s); unplug and replug "
+                      "to reopen it", exc)
             return
         for reply in self._receive(parser, data):
             with contextlib.suppress(BlockingIOError):
                 os.write(pty.master, reply)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
+        task = asyncio.current_task()
+        if self._server is None or task is None:  # accepted just as the listener closed
+            writer.close()
+            return
+        self._connections[writer] = task
         parser = EscposParser(encoding=self.encoding)
         try:
             while data := await reader.read(READ_CHUNK):
@@ -200,7 +204,7 @@ class PrinterEmulator:
         except (ConnectionError, OSError) as exc:
             log.info("printer emulator: TCP client went away: %s", exc)
         finally:
-            self._connections.discard(writer)
+            self._connections.pop(writer, None)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
@@ -223,11 +227,22 @@ class PrinterEmulator:
             asyncio.get_running_loop().remove_reader(pty.master)
             os.close(pty.master)
             os.close(pty.slave)
+            # The device node goes with the cable (as /dev/ttyUSB0 does); a link left pointing
+            # at a freed /dev/pts/N could lead a driver to whatever PTY gets that number next.
+            if self._link is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self._link.unlink()
         server, self._server = self._server, None
         if server is not None:
             server.close()
-            for writer in list(self._connections):
-                writer.close()
+            # Closing each connection ends its handler (the read sees EOF); wait for them, so
+            # no socket outlives the emulator.
+            for _ in range(10):
+                if not self._connections:
+                    break
+                for writer in list(self._connections):
+                    writer.close()
+                await asyncio.wait(list(self._connections.values()), timeout=2.0)
             await server.wait_closed()
 
     # --- what arrives --------------------------------------------------------------------------

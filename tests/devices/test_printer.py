@@ -18,6 +18,7 @@ from devices.printer import (
     PrinterConfig,
     PrinterQueueFull,
     PrinterState,
+    PrintJobTooLarge,
     Subscription,
 )
 from devices.supervisor import Supervisor, SupervisorPolicy
@@ -234,3 +235,21 @@ def test_config_is_validated() -> None:
         PrinterConfig(connection="tcp")
     with pytest.raises(ValueError, match="queue_size 0"):
         PrinterConfig(queue_size=0)
+
+
+async def test_a_large_job_goes_through(emulator: PrinterEmulator, config: PrinterConfig) -> None:
+    # A 48 KB raster logo (as some stations print above the title), then the receipt.
+    logo = b"\x1d\x76\x30\x00" + bytes((48, 0, 0, 4)) + bytes(range(256)) * 192
+    async with Printer(config) as printer, asyncio.timeout(WAIT):
+        await printer.print(JOB[:4] + logo + JOB[4:])
+        rendered = await emulator.next_receipt()
+    assert rendered.text.startswith("受理回执") and emulator.printed == 1
+
+
+async def test_refuses_empty_jobs_and_sessions_after_close(config: PrinterConfig) -> None:
+    printer = Printer(config)
+    with pytest.raises(PrintJobTooLarge, match="must hold 1.."):
+        printer.submit(b"")
+    await printer.close()
+    with pytest.raises(PrinterClosed, match="stop its supervisor"):
+        await printer.run_session()
