@@ -29,7 +29,8 @@ async def open_hub_store(cfg: HubConfig) -> Store:
         raise NotImplementedError(
             "store backend 'postgresql' is not available yet; use backend = \"sqlite\"")
     return await Store.open(state / "hub.db", blob_dir=state / "blobs",
-                            clock_max_ahead_ms=cfg.store.clock_max_ahead_seconds * 1000)
+                            clock_max_ahead_ms=cfg.store.clock_max_ahead_seconds * 1000,
+                            hub_origins=frozenset({cfg.hub.id}))
 
 
 async def run_hub(cfg: HubConfig, *, worker: str | None = None) -> None:

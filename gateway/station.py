@@ -15,6 +15,7 @@ from pathlib import Path
 from gateway import wiring
 from gateway.config.station import StationConfig
 from gateway.keys import load_enrollment, load_identity
+from sync.model import Side
 from sync.store import Store
 from sync.uplink import StationUplink
 
@@ -38,6 +39,8 @@ async def open_station_store(cfg: StationConfig) -> Store:
         # the one that is wrong, and clamping would order its answers before the requests.
         clock_max_ahead_ms=None,
         max_batch=cfg.store.group_commit_max_batch,
+        # everything not made by this station came from the hub (as in `cunlink cases`)
+        hub_origins=lambda origin: Side.STATION if origin == cfg.station.id else Side.HUB,
         window_ms=cfg.store.group_commit_window_ms,
     )
 

@@ -82,7 +82,9 @@ class LockedClock(HybridLogicalClock):
 
 
 class Store(Reads):
-    """Open with `await Store.open(...)` (or `async with await Store.open(...)`)."""
+    """Open with `await Store.open(...)`; always close it (`async with await Store.open(...)`
+    or `await store.close()`): the reader's aiosqlite thread is not a daemon thread, so an
+    unclosed store keeps the interpreter from exiting."""
 
     def __init__(
         self,
