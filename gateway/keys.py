@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from protocols.envelope import EnvelopeArgumentError, LocalIdentity, PeerIdentity, key_id
 from protocols.envelope_core import check_id
+from sync.durable import fsync_dir
 
 Role = Literal["station", "hub"]
 ROLES: tuple[Role, ...] = ("station", "hub")
@@ -137,13 +138,6 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _prepare_directory(directory: Path) -> None:
     """Create `directory` as 0700, or accept an existing one only if it is already private.
@@ -203,7 +197,7 @@ def init_keys(role: Role, ident: str, directory: Path, *, force: bool, now: date
     _write_atomic(directory / ENCRYPTION_PUB, encryption.public_key().public_bytes(*spki), 0o644)
     _write_atomic(enrollment_path(directory, ident), enrollment.to_json().encode("utf-8"), 0o644)
     try:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as exc:
         raise KeyFileError(f"cannot sync directory {directory}: {exc.strerror}") from exc
     return enrollment

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocols import wire
+from sync.durable import fsync_dir
 
 
 class AssemblyError(Exception):
@@ -117,11 +118,7 @@ class Assembly:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(self._dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(self._dir)
 
     def discard(self, package_id: bytes) -> None:
         """Forget a transfer once its package is committed (or rejected for good)."""

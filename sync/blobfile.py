@@ -32,6 +32,7 @@ from protocols.envelope import (
     chunk_span,
     container_prefix_length,
 )
+from sync.durable import fsync_dir
 
 # Reads while hashing are this size whatever the chunk size: large enough for sequential disk
 # throughput, small enough to keep memory flat.
@@ -65,13 +66,6 @@ def _tmp_path(dst: Path) -> Path:
     return dst.with_name(dst.name + ".tmp")
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 @contextmanager
 def _atomic_output(dst: Path) -> Iterator[BinaryIO]:
@@ -87,7 +81,7 @@ def _atomic_output(dst: Path) -> Iterator[BinaryIO]:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
+        fsync_dir(dst.parent)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):

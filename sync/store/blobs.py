@@ -21,6 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from sync.durable import fsync_dir
 from sync.store.errors import DiskFloorError, StoreError
 
 TMP_PREFIX = ".tmp-"
@@ -66,13 +67,6 @@ def check_floor(directory: Path, *, floor_bytes: int, needed_bytes: int, what: s
             free_bytes=free, floor_bytes=floor_bytes, needed_bytes=needed_bytes,
         )
 
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_blob(blob_dir: Path, src: Path) -> BlobRef:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sync.durable import fsync_dir
 from sync.store.errors import StoreError
 
 _CORRUPT_CODES = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
@@ -99,7 +100,7 @@ def check_and_quarantine(
             dst = target.with_name(target.name + suffix)
             os.replace(src, dst)
             moved.append(dst)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     report = QuarantineReport(
         original=path, moved_to=tuple(moved),
         detected_at=when.isoformat(timespec="seconds"), reason="; ".join(problems),
@@ -133,10 +134,3 @@ def quarantine_reports(path: Path) -> list[QuarantineReport]:
             continue  # a torn last line after a crash: skip it, keep the rest readable
     return reports
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
