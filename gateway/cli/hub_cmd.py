@@ -57,16 +57,13 @@ def stations(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     cfg = load_hub(config)
 
     async def collect() -> list[dict[str, object]]:
-        store = await open_hub_store(cfg)
-        try:
+        async with await open_hub_store(cfg) as store:
             rows = []
             for station in registry(cfg).stations():
                 raw = await store.kv_get(f"station:{station}")
                 seen = json.loads(raw) if raw else {}
                 rows.append({"station": station, **seen})
             return rows
-        finally:
-            await store.close()
 
     rows = asyncio.run(collect())
     if as_json:
@@ -90,8 +87,7 @@ def cases(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     cfg = load_hub(config)
 
     async def collect() -> list[dict[str, object]]:
-        store = await open_hub_store(cfg)
-        try:
+        async with await open_hub_store(cfg) as store:
             out: list[dict[str, object]] = []
             hub_id = cfg.hub.id
             for case in await store.case_ids():
@@ -105,8 +101,6 @@ def cases(config: ConfigOpt, as_json: JsonOpt = False) -> None:
                                   for m in state.materials],
                 })
             return out
-        finally:
-            await store.close()
 
     rows = asyncio.run(collect())
     if as_json:
@@ -124,14 +118,11 @@ def _act(config: Path, action: str, case: str, **kwargs: object) -> None:
     cfg = load_hub(config)
 
     async def go() -> str:
-        store = await open_hub_store(cfg)
-        try:
+        async with await open_hub_store(cfg) as store:
             actions = HubActions(store=store, identity=load_identity(cfg.keys.dir, cfg.hub.id),
                                  stations=registry(cfg).lookup)
             event = await getattr(actions, action)(case, **kwargs)
             return str(event.id)
-        finally:
-            await store.close()
 
     try:
         event_id = asyncio.run(go())
