@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import tempfile
@@ -37,6 +38,8 @@ from sync.store import Store
 
 log = logging.getLogger("cunlink.hub")
 
+STATIONS_FLUSH_SECONDS = 5.0
+
 
 @dataclass(slots=True)
 class StationSeen:
@@ -44,7 +47,10 @@ class StationSeen:
     online: bool = False
     packages: int = 0
     bytes_in: int = 0
+    backlog: int | None = None
     beacon: dict[str, object] = field(default_factory=dict)
+    flushed_packages: int = 0
+    flushed_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -109,9 +115,12 @@ class HubWorker:
             async with asyncio.TaskGroup() as tasks:
                 receiver = tasks.create_task(self._receive(client), name="hub-receive")
                 downlink = tasks.create_task(self._downlink_loop(client), name="hub-downlink")
+                seen = tasks.create_task(self._persist_seen_loop(), name="hub-stations")
                 await self._stopping.wait()
                 receiver.cancel()
                 downlink.cancel()
+                seen.cancel()
+            await self._persist_seen()
 
     # -- uplink --------------------------------------------------------------------------------
 
@@ -152,8 +161,10 @@ class HubWorker:
             self._reject_count("malformed", station, str(exc))
             return
         match msg:
-            case wire.State(online=online):
+            case wire.State(online=online, extra=extra):
                 seen.online = online
+                if "backlog" in extra:
+                    seen.backlog = extra["backlog"]
                 if online:
                     self._resend_to.add(station)
             case wire.Hello(hlc=hlc):
@@ -255,6 +266,31 @@ class HubWorker:
             if ref.sha256 != manifest.digest.hex():
                 raise PackageContentError("the opened blob does not match its signed digest")
         await self._store.apply_remote([], package_id=partial.package_id, sender=station)
+
+    # -- what `cunlink hub stations` shows --------------------------------------------------
+
+    async def _persist_seen_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATIONS_FLUSH_SECONDS)
+            await self._persist_seen()
+
+    async def _persist_seen(self) -> None:
+        """Merge this worker's view of each station into the store (several workers share
+        the stations: last-seen is the latest, counters add up)."""
+        for station, seen in self.stats.stations.items():
+            key = f"station:{station}"
+            raw = await self._store.kv_get(key)
+            stored = json.loads(raw) if raw else {}
+            merged = {
+                "last_seen_ms": max(int(stored.get("last_seen_ms", 0)), seen.last_seen_ms),
+                "online": seen.online if seen.last_seen_ms >= int(stored.get("last_seen_ms", 0))
+                else bool(stored.get("online", False)),
+                "packages": int(stored.get("packages", 0)) + seen.packages - seen.flushed_packages,
+                "bytes_in": int(stored.get("bytes_in", 0)) + seen.bytes_in - seen.flushed_bytes,
+                "backlog": seen.backlog if seen.backlog is not None else stored.get("backlog"),
+            }
+            await self._store.kv_put(key, json.dumps(merged).encode())
+            seen.flushed_packages, seen.flushed_bytes = seen.packages, seen.bytes_in
 
     # -- downlink ------------------------------------------------------------------------------
 

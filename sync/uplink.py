@@ -185,7 +185,10 @@ class StationUplink:
             self._on_event("link_up", {})
             log.info("connected to %s:%d", self._mqtt.host, self._mqtt.port)
             await client.subscribe(self._down, qos=1)
-            online = wire.State(online=True, hlc=self._store.clock.now(), software=self._software)
+            backlog = await self._store.outbox_stats()
+            online = wire.State(online=True, hlc=self._store.clock.now(), software=self._software,
+                                extra={"backlog": backlog.count,
+                                       "backlog_bytes": backlog.bytes_pending})
             await client.publish(self._state, wire.encode(online), qos=1, retain=True)
             await client.publish(self._up, wire.encode(wire.Hello(hlc=online.hlc)), qos=1)
             for transfer in self._active.values():  # resume: the send loop re-offers each

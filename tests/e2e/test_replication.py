@@ -87,6 +87,14 @@ def test_cases_cross_and_the_hub_answers_back(county: Deployment, tmp_path: Path
     rows = hub_cases(county)
     assert sorted(str(r["case"]) for r in rows) == sorted(expected)  # exactly once
 
+    def hub_saw_station() -> bool:  # `cunlink hub stations`: last seen, packages, backlog
+        out = county.cli("hub", "stations", "--config", str(county.hub_config), "--json")
+        row = json.loads(out.stdout)[0] if out.returncode == 0 else {}
+        return bool(row.get("last_seen_ms")) and int(row.get("packages", 0)) >= 6 \
+            and row.get("backlog") is not None
+
+    assert wait_for(hub_saw_station, timeout=20), hub.log_text()[-2000:]
+
     case = sorted(expected)[0]
     for status in ("received", "in_review", "approved"):
         result = county.cli("hub", "case", "set-status", case, status, "--config",
