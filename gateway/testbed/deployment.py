@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,11 +173,11 @@ def build(root: Path, *, stations: tuple[str, ...] = ("ST001",), hub_id: str = "
     return deployment
 
 
-def wait_for(predicate: object, *, timeout: float, interval: float = 0.2) -> bool:
+def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> bool:
     """Poll ``predicate()`` until true or ``timeout`` seconds passed (bounded by design)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(interval)
     return False
