@@ -75,6 +75,8 @@ case "${1:-}" in
     test)
         setup
         shift
+        # the alert-rule tests (tests/config) check the rules with Debian's promtool
+        scripts/install-promtool.sh >&2
         log "ruff"
         "$VENV/bin/ruff" check gateway devices protocols sync tests bench
         log "mypy --strict"

@@ -2,8 +2,9 @@
 
 One case is 10 events (created, fields, three materials, notes, submitted), about 2.3 KB as an
 encoded batch. cunlink acknowledges a case only after the one transaction holding its ten
-validated, indexed event rows and its outbox row (the encoded batch) is committed with
-`synchronous=FULL`. The baseline is persist-queue's `SQLiteAckQueue` at its defaults
+validated, indexed event rows and its outbox row (the encoded batch, which the store splices
+from the bodies it packed for the rows: `Store.append_local_encoded`, as the intake uses it) is
+committed with `synchronous=FULL`. The baseline is persist-queue's `SQLiteAckQueue` at its defaults
 (`journal_mode=WAL`, SQLite's default `synchronous=FULL`: checked at run time), where every
 `put` is one commit: equal durability. It is measured two ways on the same bytes:
 
@@ -11,7 +12,7 @@ validated, indexed event rows and its outbox row (the encoded batch) is committe
 - one put per event (each event's encoded bytes): the same number of durable records as
   cunlink writes.
 
-Each runs with 1 and with 16 concurrent writers (asyncio tasks for cunlink, threads for the
+Each runs with 1, 16 and 64 concurrent writers (asyncio tasks for cunlink, threads for the
 synchronous queue), interleaved in the same run on the same disk; the median of the rounds is
 reported, with the disk's fsync latency (what decides how much group commit can save).
 
@@ -83,8 +84,9 @@ def case_drafts(n: int) -> list[EventDraft]:
     return drafts
 
 
-def outbox_for(events: list[Event]) -> list[OutboxPut]:
-    payload = encode_events(events)
+def outbox_for(events: list[Event], payload: bytes) -> list[OutboxPut]:
+    """The case's outbox row: its encoded batch (`payload` is `encode_events(events)`, which
+    the store hands over already made; intake seals these same bytes)."""
     # Time-ordered package ids (as the intake makes them) keep the outbox index append-only.
     package_id = uuid.UUID(uuid7(real_wall_ms(), os.urandom(10))).bytes
     return [OutboxPut(package_id=package_id, kind="batch", priority=1, destination=HUB,
@@ -109,7 +111,7 @@ async def run_cunlink(directory: Path, cases: int, writers: int) -> tuple[float,
 
     async def writer(index: int) -> None:
         for n in range(index, cases, writers):
-            await store.append_local_sealed(STATION, drafts[n], outbox_for)
+            await store.append_local_encoded(STATION, drafts[n], outbox_for)
 
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(writer(i) for i in range(writers)))
@@ -178,6 +180,7 @@ def main() -> None:
     sizes = {  # (cunlink cases, baseline per-case puts, baseline per-event cases) per round
         1: (max(40, n16 // 5), max(80, n16 // 2), max(20, n16 // 10)),
         16: (n16, n16, max(20, n16 // 5)),
+        64: (n16, n16, max(20, n16 // 5)),
     }
     events = sample_events(n16)
     per_case = [encode_events(evs) for evs in events]

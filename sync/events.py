@@ -315,7 +315,7 @@ def _check_id(value: object, where: str) -> None:
 
 # Type codes on the wire: small integers instead of names (a dozen bytes per event on 2G).
 # Append only; never renumber.
-_TYPE_CODE: Final = {
+TYPE_CODE: Final = {
     EventType.CASE_CREATED: 1,
     EventType.FIELD_SET: 2,
     EventType.MATERIAL_ADDED: 3,
@@ -324,7 +324,7 @@ _TYPE_CODE: Final = {
     EventType.STATUS_CHANGED: 6,
     EventType.NOTE_ADDED: 7,
 }
-_CODE_TYPE: Final = {code: t for t, code in _TYPE_CODE.items()}
+_CODE_TYPE: Final = {code: t for t, code in TYPE_CODE.items()}
 _WIRE_KEYS: Final = frozenset("icoshtb")
 
 # msgpack limits applied while unpacking, so a hostile length prefix cannot make us allocate.
@@ -340,7 +340,7 @@ def event_to_wire(e: Event) -> dict[str, Any]:
         "o": e.origin,
         "s": e.seq,
         "h": e.hlc,
-        "t": _TYPE_CODE[e.type],
+        "t": TYPE_CODE[e.type],
         "b": e.body,
     }
 

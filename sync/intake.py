@@ -25,7 +25,7 @@ from typing import Any
 
 from protocols.envelope import LocalIdentity, PeerIdentity, Suite, seal_batch
 from sync.blobfile import seal_file
-from sync.events import Event, EventType, encode_events, validate_body
+from sync.events import Event, EventType, validate_body
 from sync.ids import case_number, check_station_id, uuid7
 from sync.store import (
     PRIORITY_BLOBS,
@@ -218,10 +218,11 @@ class CaseIntake:
         created = self._wall_ms()
         hub = self._hub
 
-        def seal(events: list[Event]) -> list[OutboxPut]:
-            # Runs on the store's writer, after ids/seqs/hlcs are assigned, before the commit.
+        def seal(events: list[Event], encoded: bytes) -> list[OutboxPut]:
+            # Runs on the store's writer, after ids/seqs/hlcs are assigned, before the commit;
+            # `encoded` is encode_events(events), spliced from the bodies packed for the rows.
             package = seal_batch(
-                encode_events(events), sender=self._identity, recipient=hub,
+                encoded, sender=self._identity, recipient=hub,
                 package_id=batch_id, created_ms=created, suite=self._suite,
             )
             puts = [OutboxPut(package_id=batch_id, kind="batch", priority=PRIORITY_EVENTS,
@@ -232,7 +233,7 @@ class CaseIntake:
                      for m in sealed]
             return puts
 
-        return await self._store.append_local_sealed(self._station, drafts, seal)
+        return await self._store.append_local_encoded(self._station, drafts, seal)
 
 
 def _discard(sealed: Sequence[_SealedMaterial]) -> None:

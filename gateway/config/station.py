@@ -10,7 +10,6 @@ from pathlib import Path
 
 from gateway.config.common import (
     HOST,
-    ID,
     LANGUAGE,
     PORT,
     SUITE,
@@ -32,12 +31,28 @@ from gateway.config.fields import (
     tables,
 )
 from gateway.config.loader import Problem, Rule, Values, load
+from sync.ids import IdError, check_station_id
 
 
 def _origin_port_ok(origin: str) -> bool:
     port = re.search(r":(\d+)$", origin)
     return port is None or 1 <= int(port.group(1)) <= 65535
 
+
+def _station_id_ok(value: str) -> bool:
+    # One rule for the config and the case numbers (`ST001-YYYYMMDD-NNNN`): sync.ids decides.
+    try:
+        check_station_id(value)
+    except IdError:
+        return False
+    return True
+
+
+# No '-': it separates the parts of a case number, and the id is also an MQTT topic level.
+STATION_ID = Text(
+    describe="1 to 32 characters of A-Z a-z 0-9 _ (no '-', no spaces)",
+    check=_station_id_ok,
+)
 
 # What a browser sends in its Origin header: scheme://host[:port], no path, no trailing slash.
 ORIGIN = Text(
@@ -66,7 +81,7 @@ PRINTER_BAUD = IntChoice(values=(1200, 2400, 4800, 9600, 19200, 38400, 57600, 11
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StationSettings:
-    id: str = field(metadata=setting(ID))
+    id: str = field(metadata=setting(STATION_ID))
     state_dir: Path = field(default=Path("/var/lib/cunlink"), metadata=setting(PathValue()))
     language: str = field(default="zh-CN", metadata=setting(LANGUAGE))
 

@@ -69,6 +69,12 @@ def check_floor(directory: Path, *, floor_bytes: int, needed_bytes: int, what: s
 
 
 
+def _touch(path: Path) -> None:
+    """Refresh a blob's time when it is stored again: an old orphan about to be named by a new
+    case must not look abandoned to the sweep (its grace runs from this moment)."""
+    os.utime(path)
+
+
 def write_blob(blob_dir: Path, src: Path) -> BlobRef:
     """Copy `src` into the blob directory under its SHA-256 (tmp + fsync + rename + dir fsync)."""
     tmp = blob_dir / f"{TMP_PREFIX}{secrets.token_hex(8)}"
@@ -86,6 +92,7 @@ def write_blob(blob_dir: Path, src: Path) -> BlobRef:
         final = blob_dir / sha
         if final.exists():
             tmp.unlink()  # same content already stored whole
+            _touch(final)
         else:
             os.replace(tmp, final)
             fsync_dir(blob_dir)
@@ -124,6 +131,7 @@ def adopt_blob(blob_dir: Path, src: Path, sha256: str) -> BlobRef:
             )
         if final.exists():
             src.unlink()
+            _touch(final)
         else:
             try:
                 os.replace(src, final)

@@ -122,16 +122,19 @@ _INSERT = (
 
 
 def put(conn: sqlite3.Connection, puts: Sequence[OutboxPut], now_ms: int) -> None:
-    for p in puts:
-        path = None if p.path is None else str(p.path)
-        try:
-            conn.execute(_INSERT, (p.package_id, p.kind, p.priority, p.destination, p.payload,
-                                   path, p.size, p.case, now_ms))
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(
-                f"outbox already holds package {p.package_id.hex()}; package ids must be "
-                "unique (make them with uuid7 bytes or os.urandom(16))"
-            ) from exc
+    """Queue `puts` (one executemany for all of them: a group commit passes many)."""
+    try:
+        conn.executemany(_INSERT, [
+            (p.package_id, p.kind, p.priority, p.destination, p.payload,
+             None if p.path is None else str(p.path), p.size, p.case, now_ms)
+            for p in puts
+        ])
+    except sqlite3.IntegrityError as exc:
+        named = ", ".join(p.package_id.hex() for p in puts[:8]) + (" ..." if len(puts) > 8 else "")
+        raise StoreError(
+            f"outbox already holds package {named} (or one is given twice); package ids must "
+            "be unique (make them with uuid7 bytes or os.urandom(16))"
+        ) from exc
 
 
 def progress(conn: sqlite3.Connection, package_id: bytes, bytes_acked: int) -> bool:

@@ -146,17 +146,31 @@ class Reads:
         ) is not None
 
     async def referenced_blobs(self) -> set[str]:
-        """Every blob hash some material_added event names (a full scan: for the rare orphan
-        sweep, not for hot paths)."""
+        """Every blob hash a material event names (material_added's sha256, material_
+        superseded's sha256 and by): a full scan, for the rare orphan sweep, not hot paths."""
         named: set[str] = set()
         async with self._reader.execute(
-            "SELECT body FROM events WHERE type = 'material_added'"
+            "SELECT body FROM events WHERE type IN ('material_added', 'material_superseded')"
         ) as cursor:
             async for (body,) in cursor:
-                sha = msgpack.unpackb(body, raw=False).get("sha256")
-                if isinstance(sha, str):
-                    named.add(sha)
+                decoded = msgpack.unpackb(body, raw=False)
+                for key in ("sha256", "by"):
+                    if isinstance(sha := decoded.get(key), str):
+                        named.add(sha)
         return named
+
+    async def inbox_blobs(self) -> set[str]:
+        """Blob hashes of committed blob packages (`apply_remote(..., blob_sha256=...)`)."""
+        return {r[0] for r in await self._all(
+            "SELECT blob_sha256 FROM inbox WHERE blob_sha256 IS NOT NULL"
+        )}
+
+    async def referencing_paths(self) -> list[Path]:
+        """Files outbox and transfer_in rows name (sealed containers, partial transfers)."""
+        return [Path(r[0]) for r in await self._all(
+            "SELECT path FROM outbox WHERE path IS NOT NULL "
+            "UNION SELECT path FROM transfer_in WHERE path IS NOT NULL"
+        )]
 
     # -- outbox ------------------------------------------------------------------------------
 

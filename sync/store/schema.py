@@ -126,10 +126,18 @@ def _v3_transfer_state(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4_inbox_blob(conn: sqlite3.Connection) -> None:
+    # A committed blob package names its content here: on the hub a blob may be committed
+    # (and acknowledged, so the station drops its copy) long before the batch whose
+    # material_added event names it arrives, and the orphan sweep must not take it meanwhile.
+    _run(conn, "ALTER TABLE inbox ADD COLUMN blob_sha256 TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, summary="event log, origins, clock, inbox", apply=_v1_event_log),
     Migration(version=2, summary="outbox", apply=_v2_outbox),
     Migration(version=3, summary="kv, transfer_in, counters", apply=_v3_transfer_state),
+    Migration(version=4, summary="inbox names committed blobs", apply=_v4_inbox_blob),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -42,12 +43,16 @@ from sync.store.writer import GroupCommitWriter, WriterStats
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SealFn = Callable[[list[Event]], Sequence[OutboxPut]]
+#: Like SealFn, also given the events' wire batch (the bytes of `encode_events(events)`).
+EncodedSealFn = Callable[[list[Event], bytes], Sequence[OutboxPut]]
 
 #: How long a writer waits for another process's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 #: A blob or sealed file nobody references is removed only after this long (another process
 #: may have written it and not yet committed the case that names it).
 DEFAULT_ORPHAN_GRACE_S = 24 * 3600.0
+#: The shortest grace a daemon's periodic sweep accepts.
+MIN_SWEEP_GRACE_S = 3600.0
 
 
 def real_wall_ms() -> int:
@@ -72,6 +77,19 @@ class LockedClock(HybridLogicalClock):
         with self._lock:
             return super().now()
 
+    def now_block(self, count: int) -> int:
+        """The first of `count` consecutive fresh timestamps (all handed out at once: a
+        case's events take one tick each, `first`, `first + 1`, ...)."""
+        if count < 1:
+            raise ValueError(f"now_block needs count >= 1, got {count}")
+        with self._lock:
+            first = super().now()
+            if count > 1:
+                # +1 is the HLC tick, so these are exactly what count calls to now() in the
+                # same millisecond would return; _advance refuses to pass the maximum.
+                self._advance(first + count - 1)
+            return first
+
     def observe(self, remote: int) -> int:
         with self._lock:
             return super().observe(remote)
@@ -79,6 +97,12 @@ class LockedClock(HybridLogicalClock):
     def absorb_hub(self, hub_hlc: int) -> None:
         with self._lock:
             super().absorb_hub(hub_hlc)
+
+
+@dataclass(frozen=True, slots=True)
+class _AppendJob:
+    prepared: eventlog.PreparedAppend
+    seal: EncodedSealFn
 
 
 class Store(Reads):
@@ -94,7 +118,7 @@ class Store(Reads):
         sealed_dir: Path,
         conn: sqlite3.Connection,
         reader: aiosqlite.Connection,
-        clock: HybridLogicalClock,
+        clock: LockedClock,
         wall_ms: Callable[[], int],
         disk_floor_bytes: int,
         max_batch: int,
@@ -222,36 +246,54 @@ class Store(Reads):
 
     # -- events ------------------------------------------------------------------------------
 
-    def _append_fn(
-        self, origin: str, drafts: Sequence[EventDraft], seal: SealFn
-    ) -> Callable[[sqlite3.Connection], list[Event]]:
-        drafts = list(drafts)
+    def _append_group(
+        self, conn: sqlite3.Connection, jobs: list[_AppendJob]
+    ) -> list[list[Event]]:
+        """Every local append of one group commit: one origins read, one multi-row insert of
+        all events, one outbox insert (the writer re-runs them one by one if this raises)."""
+        done = eventlog.append_prepared(conn, self.clock, [job.prepared for job in jobs])
+        puts: list[OutboxPut] = []
+        for job, appended in zip(jobs, done, strict=True):
+            puts += job.seal(appended.events, appended.encoded)
+        if puts:
+            outbox.put(conn, puts, self._wall_ms())
+        return [appended.events for appended in done]
 
-        def write(conn: sqlite3.Connection) -> list[Event]:
-            events = eventlog.append_local(conn, self.clock, origin, drafts, self._wall_ms())
-            puts = seal(events)
-            if puts:
-                outbox.put(conn, puts, self._wall_ms())
-            return events
+    async def _append(self, job: _AppendJob) -> list[Event]:
+        return await self._writer.submit(
+            lambda conn: self._append_group(conn, [job])[0], group=self._append_group, item=job
+        )
 
-        return write
+    def _prepare(self, origin: str, drafts: Sequence[EventDraft]) -> eventlog.PreparedAppend:
+        # Validation, ids and body encoding need no transaction: done here, in the caller's
+        # task, they overlap the writer thread's commit instead of queueing behind it.
+        return eventlog.prepare_local(origin, drafts, self._wall_ms())
 
     async def append_local(
         self, origin: str, drafts: Sequence[EventDraft], *, outbox: Sequence[OutboxPut] = ()
     ) -> list[Event]:
-        """Store new local events (and outbox rows) in one transaction; returns once durable."""
+        """Store new local events (and outbox rows) in one transaction; returns once durable.
+        An invalid draft raises EventFormatError (a ValueError) and nothing is stored."""
         puts = list(outbox)
-        return await self._writer.submit(
-            self._append_fn(origin, drafts, lambda events: puts)
-        )
+        return await self._append(_AppendJob(self._prepare(origin, drafts), lambda e, b: puts))
 
     async def append_local_sealed(
         self, origin: str, drafts: Sequence[EventDraft], seal: SealFn
     ) -> list[Event]:
         """Like append_local, but the outbox rows are made by `seal(events)` on the writer
         thread, after ids, seqs and hlcs are assigned and before the commit. If `seal` raises,
-        nothing of this call is stored and the exception reaches the caller."""
-        return await self._writer.submit(self._append_fn(origin, drafts, seal))
+        nothing of this call is stored and the exception reaches the caller. `seal` may be
+        called more than once (again with new seqs and hlcs when another write in the same
+        group commit failed): it must only compute, not record anything elsewhere."""
+        return await self._append(_AppendJob(self._prepare(origin, drafts),
+                                             lambda events, _: seal(events)))
+
+    async def append_local_encoded(
+        self, origin: str, drafts: Sequence[EventDraft], seal: EncodedSealFn
+    ) -> list[Event]:
+        """Like append_local_sealed, but `seal(events, encoded)` also gets the events' wire
+        batch, already made from the bodies packed for the rows (no second encoding)."""
+        return await self._append(_AppendJob(self._prepare(origin, drafts), seal))
 
     async def apply_remote(
         self,
@@ -259,12 +301,18 @@ class Store(Reads):
         *,
         package_id: bytes | None = None,
         sender: str | None = None,
+        blob_sha256: str | None = None,
     ) -> ApplyResult:
-        """Store what is new among `events` (idempotent, any order), record the package."""
+        """Store what is new among `events` (idempotent, any order), record the package.
+        For a committed blob package pass its content's `blob_sha256` (stored with `put_blob_
+        file` first): the inbox row then keeps that blob from the orphan sweep until, and
+        after, the events naming it arrive."""
         events = list(events)
+        if blob_sha256 is not None:
+            blobs.blob_path(self.blob_dir, blob_sha256)  # a StoreError if not a SHA-256
         result, rejected = await self._writer.submit(partial(
             eventlog.apply_remote, clock=self.clock, events=events, package_id=package_id,
-            sender=sender, now_ms=self._wall_ms(),
+            sender=sender, now_ms=self._wall_ms(), blob_sha256=blob_sha256,
         ))
         for event in rejected:
             log.warning(
@@ -343,10 +391,21 @@ class Store(Reads):
         return await asyncio.to_thread(blobs.adopt_blob, self.blob_dir, Path(src), sha256)
 
     async def cleanup_orphans(self, *, grace_s: float = DEFAULT_ORPHAN_GRACE_S) -> int:
-        """Remove blob files no event names, sealed files no outbox entry names, and leftover
-        temporary files, all untouched for `grace_s`. Returns how many files were removed."""
-        named = await self.referenced_blobs()
-        sealed = {p.name for p in await self.outbox_paths() if p.parent == self.sealed_dir}
+        """Remove files nothing refers to and untouched for `grace_s`; returns how many.
+
+        Kept: in the blob directory, every blob named by a material event (material_added or
+        material_superseded, any origin), by a committed blob package (inbox), or by an outbox
+        or transfer_in path; in the sealed directory, every file an outbox or transfer_in row
+        names. Everything else there (leftover `.tmp-*` files included) goes once it has not
+        been modified for `grace_s`: the grace covers a file another process (the CLI) has
+        written but not yet committed a reference to, and a blob stored again refreshes its
+        time (`write_blob`). Safe to run while the daemon writes."""
+        if grace_s < 0:
+            raise ValueError(f"cleanup_orphans needs grace_s >= 0, got {grace_s}")
+        named = await self.referenced_blobs() | await self.inbox_blobs()
+        paths = await self.referencing_paths()
+        named |= {p.name for p in paths if p.parent == self.blob_dir}
+        sealed = {p.name for p in paths if p.parent == self.sealed_dir}
         removed = await asyncio.to_thread(
             blobs.remove_orphans, self.blob_dir, keep=named, grace_s=grace_s,
             blob_names_only=True,
@@ -356,6 +415,30 @@ class Store(Reads):
             blob_names_only=False,
         )
         return removed
+
+    async def sweep_orphans_forever(
+        self, *, interval_s: float = 3600.0, grace_s: float = DEFAULT_ORPHAN_GRACE_S
+    ) -> None:
+        """Run `cleanup_orphans` every `interval_s` until cancelled (a daemon's background
+        task). A failed sweep is logged and retried at the next interval; it never stops the
+        daemon."""
+        if interval_s <= 0 or grace_s < MIN_SWEEP_GRACE_S:
+            raise ValueError(
+                f"sweep_orphans_forever needs interval_s > 0 (got {interval_s}) and grace_s >= "
+                f"{MIN_SWEEP_GRACE_S:.0f} (got {grace_s}): a shorter grace could remove a "
+                "material between its storing and the commit of its case"
+            )
+        while True:
+            try:
+                removed = await self.cleanup_orphans(grace_s=grace_s)
+            except (StoreError, OSError) as exc:
+                log.warning("orphan sweep of %s failed: %s; retrying in %.0f s",
+                            self.blob_dir, exc, interval_s)
+            else:
+                if removed:
+                    log.info("orphan sweep removed %d unreferenced file(s) under %s and %s",
+                             removed, self.blob_dir, self.sealed_dir)
+            await asyncio.sleep(interval_s)
 
     # -- small durable state for the transfer layer -------------------------------------------
 

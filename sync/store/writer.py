@@ -10,6 +10,12 @@ before their data is on disk.
 Each write runs under its own SAVEPOINT: a write that raises is rolled back alone and fails only
 its own caller. If the COMMIT itself fails, every caller in that batch is failed.
 
+Writes of one kind (local appends) may also name a *group* function: consecutive jobs with the
+same group function run as one call (`group(conn, items)`, one savepoint, a few multi-row
+statements for the whole batch instead of a handful per job). If that call raises, its savepoint
+is rolled back and each of those jobs runs again on its own, as above, so a bad write still fails
+only its own caller.
+
 Cancelling a caller does not un-write: once its function is in a batch it commits with the rest.
 """
 
@@ -28,6 +34,8 @@ from sync.store.errors import StoreError
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
 Hook = Callable[[sqlite3.Connection], None]
+#: Runs many jobs' items in one call; returns one value per item, in order.
+GroupFn = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 
 
 @dataclass(slots=True)
@@ -39,12 +47,16 @@ class WriterStats:
     failed_writes: int = 0
     failed_commits: int = 0
     largest_batch: int = 0
+    grouped_writes: int = 0  # writes that ran inside a group call
+    group_fallbacks: int = 0  # group calls that raised and were re-run job by job
 
 
 @dataclass(slots=True)
 class _Job:
-    fn: WriteFn[Any]
+    fn: WriteFn[Any]  # the job on its own (also the fallback when its group call fails)
     future: asyncio.Future[Any]
+    group: GroupFn | None = None
+    item: Any = None
 
 
 _STOP = object()
@@ -106,12 +118,17 @@ class GroupCommitWriter:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="store-group-commit")
 
-    async def submit(self, fn: WriteFn[T]) -> T:
-        """Run `fn(conn)` in the next group transaction; returns once that commit is durable."""
+    async def submit(
+        self, fn: WriteFn[T], *, group: GroupFn | None = None, item: Any = None
+    ) -> T:
+        """Run `fn(conn)` in the next group transaction; returns once that commit is durable.
+
+        With `group`, the job may instead run as `group(conn, [..., item, ...])[i]` together
+        with neighbouring jobs of the same group function; `fn` must do the same as that."""
         if self._closed or self._task is None:
             raise StoreError(f"{self._where}: the store is closed; open it again to write")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(fn=fn, future=future))
+        await self._queue.put(_Job(fn=fn, future=future, group=group, item=item))
         if self._task.done():  # closed while this caller waited for room in the queue
             self._fail_leftovers()
         return await future
@@ -196,34 +213,68 @@ class GroupCommitWriter:
                     StoreError(f"{self._where}: the store was closed before this write ran")
                 )
 
+    def _run_one(self, conn: sqlite3.Connection, job: _Job) -> tuple[bool, object]:
+        """One job under its own savepoint (the transaction is shared with other jobs)."""
+        conn.execute("SAVEPOINT job")
+        try:
+            value = job.fn(conn)
+        except Exception as exc:
+            self.stats.failed_writes += 1
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return False, translate(exc, self._where)
+        conn.execute("RELEASE job")
+        return True, value
+
+    def _run_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, object]]:
+        """Jobs sharing a group function in one call; job by job if that call raises."""
+        group = jobs[0].group
+        assert group is not None
+        conn.execute("SAVEPOINT grp")
+        try:
+            values = group(conn, [job.item for job in jobs])
+            if len(values) != len(jobs):
+                raise RuntimeError(f"group write returned {len(values)} values for {len(jobs)}")
+        except Exception:
+            # Someone's write is bad; find out whose by running each alone.
+            conn.execute("ROLLBACK TO grp")
+            conn.execute("RELEASE grp")
+            self.stats.group_fallbacks += 1
+            return [self._run_one(conn, job) for job in jobs]
+        conn.execute("RELEASE grp")
+        self.stats.grouped_writes += len(jobs)
+        return [(True, value) for value in values]
+
     def _run_batch(self, jobs: list[_Job]) -> list[tuple[bool, object]]:
-        """On the writer thread: one transaction, one savepoint per job, one commit."""
+        """On the writer thread: one transaction, one savepoint per job or group, one commit."""
         conn = self._conn
         outcomes: list[tuple[bool, object]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             if self._on_begin is not None:
                 self._on_begin(conn)
-            # A lone write needs no savepoint: if it fails, the whole transaction is its own.
-            isolate = len(jobs) > 1
-            for job in jobs:
-                if isolate:
-                    conn.execute("SAVEPOINT job")
+            if len(jobs) == 1:
+                # A lone write needs no savepoint: if it fails, the whole transaction is its own.
                 try:
-                    value = job.fn(conn)
+                    value = jobs[0].fn(conn)
                 except Exception as exc:
                     self.stats.failed_writes += 1
-                    if not isolate:
-                        # Nothing else to commit: any timestamps it took were never used.
-                        conn.execute("ROLLBACK")
-                        return [(False, translate(exc, self._where))]
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((False, translate(exc, self._where)))
-                else:
-                    if isolate:
-                        conn.execute("RELEASE job")
-                    outcomes.append((True, value))
+                    # Nothing else to commit: any timestamps it took were never used.
+                    conn.execute("ROLLBACK")
+                    return [(False, translate(exc, self._where))]
+                outcomes.append((True, value))
+            else:
+                start = 0
+                while start < len(jobs):
+                    group = jobs[start].group
+                    end = start + 1
+                    while group is not None and end < len(jobs) and jobs[end].group == group:
+                        end += 1
+                    if end - start > 1:
+                        outcomes += self._run_group(conn, jobs[start:end])
+                    else:
+                        outcomes.append(self._run_one(conn, jobs[start]))
+                    start = end
             if self._before_commit is not None:
                 self._before_commit(conn)
             conn.execute("COMMIT")

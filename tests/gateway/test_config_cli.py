@@ -57,7 +57,7 @@ def test_shipped_station_example_passes() -> None:
         "# effective station configuration from config/station.example.toml\n"
     )
     data = tomllib.loads(result.stdout)
-    assert data["station"]["id"] == "example-village-01"
+    assert data["station"]["id"] == "village01"
     assert data["transfer"]["window"] == 3
 
 

@@ -13,6 +13,7 @@ from gateway.config import (
     load_hub_config,
     load_station_config,
 )
+from sync.ids import IdError, check_station_id
 
 MINIMAL = """
 [station]
@@ -253,7 +254,7 @@ def test_missing_required_keys(tmp_path: Path) -> None:
     label = tmp_path / "station.toml"
     assert errors == [
         f"{label}: [station] id: required key is missing; expected 1 to 32 characters of "
-        "A-Z a-z 0-9 _ -",
+        "A-Z a-z 0-9 _ (no '-', no spaces)",
         f"{label}: [mqtt] host: required key is missing; expected a host name or IP address",
     ]
 
@@ -291,8 +292,23 @@ def test_station_id_rules(tmp_path: Path) -> None:
     assert station(tmp_path, MINIMAL.replace("v001", "a" * 32)).station.id == "a" * 32
     errors = errors_of(tmp_path, MINIMAL.replace("v001", "a" * 33))
     assert errors[0].endswith(
-        f'[station] id: expected 1 to 32 characters of A-Z a-z 0-9 _ -, got "{"a" * 33}"'
+        "[station] id: expected 1 to 32 characters of A-Z a-z 0-9 _ (no '-', no spaces), "
+        f'got "{"a" * 33}"'
     )
+
+
+def test_station_id_follows_the_case_number_rule(tmp_path: Path) -> None:
+    # The config accepts exactly what sync.ids accepts: a '-' would make case numbers
+    # ("ST001-20261122-0007") ambiguous, so the daemon would fail at its first case.
+    for good in ("village01", "ST_001", "0042", "A"):
+        assert station(tmp_path, MINIMAL.replace("v001", good)).station.id == good
+        assert check_station_id(good) == good
+    for bad in ("village-01", "v.01", "v 01", "站点"):
+        errors = errors_of(tmp_path, MINIMAL.replace("v001", bad))
+        assert len(errors) == 1 and "[station] id: expected 1 to 32 characters of A-Z a-z 0-9 _ " \
+            "(no '-', no spaces)" in errors[0], errors
+        with pytest.raises(IdError):
+            check_station_id(bad)
 
 
 def test_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def _config(
     path.write_text(
         f"""
 [station]
-id = "cli-test-01"
+id = "cli_test_01"
 [mqtt]
 host = "127.0.0.1"
 tls = false
@@ -188,7 +188,7 @@ async def test_print_test_prints_chinese_text_and_a_qr_code(bench: Bench) -> Non
     assert "打印测试" in receipt.text and "中文与全角标点：，。" in receipt.text
     assert len(receipt.qr_payloads) == 1
     payload = receipt.qr_payloads[0].decode()
-    assert payload.startswith("CUNLINK-TEST-cli-test-01-") and payload in result.out
+    assert payload.startswith("CUNLINK-TEST-cli_test_01-") and payload in result.out
 
 
 async def test_print_test_reports_paper_out(bench: Bench) -> None:

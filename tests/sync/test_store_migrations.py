@@ -46,6 +46,10 @@ def _v3_rows(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO counters VALUES ('case:ST001:20261122', 7)")
 
 
+def _v4_rows(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO inbox VALUES (x'44', 'ST001', 2, 0, 0, ?)", ("cd" * 32,))
+
+
 async def _v1_check(store: Store) -> None:
     events = await store.events_for_case(CASE)
     assert [(e.id, e.type, e.seq) for e in events] == [(EVENT_ID, EventType.MATERIAL_ADDED, 1)]
@@ -64,9 +68,21 @@ async def _v3_check(store: Store) -> None:
     assert await store.next_counter("case:ST001:20261122") == 8
 
 
+async def _v4_check(store: Store) -> None:
+    assert "cd" * 32 in await store.inbox_blobs()
+
+
+async def _after_migrating(store: Store) -> None:
+    """What every migrated database must do now, whatever version it came from."""
+    before = await store.inbox_blobs()  # inbox rows from before v4 name no blob
+    assert before <= {"cd" * 32}
+    await store.apply_remote([], package_id=b"new", sender="ST001", blob_sha256="ef" * 32)
+    assert await store.inbox_blobs() == before | {"ef" * 32}
+
+
 SAMPLES: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_rows, 2: _v2_rows,
-                                                            3: _v3_rows}
-CHECKS = {1: _v1_check, 2: _v2_check, 3: _v3_check}
+                                                            3: _v3_rows, 4: _v4_rows}
+CHECKS = {1: _v1_check, 2: _v2_check, 3: _v3_check, 4: _v4_check}
 
 
 def _make_at(path: Path, version: int) -> None:
@@ -109,6 +125,7 @@ async def test_database_from_every_earlier_version_migrates(tmp_path: Path, vers
         for v in range(1, version + 1):
             if v in CHECKS:
                 await CHECKS[v](store)
+        await _after_migrating(store)
         await store.append_local("ST001", [])  # still writable after migrating
     fresh = tmp_path / "fresh.db"
     async with await Store.open(fresh, blob_dir=tmp_path / "blobs2"):
