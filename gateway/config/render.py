@@ -45,8 +45,14 @@ def render_json(cfg: object, *, redact: bool = True) -> str:
 def render_effective(cfg: object, *, redact: bool = True) -> str:
     """The whole configuration as TOML, defaults included; loading it back gives `cfg` again
     (when not redacted)."""
+    return render_toml(effective_dict(cfg, redact=redact))
+
+
+def render_toml(table: Plain) -> str:
+    """Nested dicts of TOML values (the shape effective_dict gives, or a part of it) as TOML
+    text: scalars first, then each sub-table, arrays of tables as [[name]] blocks."""
     lines: list[str] = []
-    _emit_table(effective_dict(cfg, redact=redact), (), lines)
+    _emit_table(table, (), lines)
     return "\n".join(lines).strip("\n") + "\n"
 
 
