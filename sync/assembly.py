@@ -6,8 +6,9 @@ chunk's bytes are written and fsync'd before the range that covers them is recor
 replaced with fsync + rename), so after a crash the meta never claims bytes the part file lacks.
 
 Several hub workers share one subscription and may receive chunks of the same package; an
-exclusive ``flock`` on ``<id>.lock`` serialises their read-modify-write of the meta file. The
-calls block (fsync), so the worker runs them in a thread.
+exclusive ``flock`` on ``<id>.lock`` serialises their read-modify-write of the meta file, and a
+non-blocking one on ``<id>.commit`` lets only one of them open and commit a complete package.
+The other calls block (fsync), so the worker runs them in a thread.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from sync.durable import fsync_dir
 
 
 class AssemblyError(Exception):
+    """A chunk the hub cannot take; the subclass says why."""
+
+
+class NoRoom(AssemblyError):
+    """Taking the package would eat into the disk space kept in reserve."""
+
+
+class Inconsistent(AssemblyError):
     """A chunk that contradicts what is already held for its package."""
 
 
@@ -67,6 +76,25 @@ class Assembly:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @contextmanager
+    def claim(self, package_id: bytes) -> Iterator[bool]:
+        """Whether this worker may commit the package now: False while another worker holds
+        the claim (it will acknowledge). Non-blocking, so it is safe on the event loop."""
+        path = self._dir / f"{package_id.hex()}.commit"
+        with path.open("a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                # Unlinked while still held: a worker that opens the name afterwards gets a
+                # fresh file and finds the package in the inbox.
+                path.unlink(missing_ok=True)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def get(self, package_id: bytes) -> Partial | None:
         try:
             raw = json.loads(self._meta_path(package_id).read_text(encoding="utf-8"))
@@ -83,14 +111,14 @@ class Assembly:
             if partial is None:
                 free = shutil.disk_usage(self._dir).free
                 if free - chunk.size < self._min_free:
-                    raise AssemblyError(
+                    raise NoRoom(
                         f"not enough disk for a {chunk.size}-byte package from {sender} "
                         f"({free} bytes free, {self._min_free} kept in reserve)")
                 partial = Partial(package_id=pid, sender=sender, kind=int(chunk.kind),
                                   size=chunk.size, ranges=())
             elif (partial.sender, partial.kind, partial.size) != (
                     sender, int(chunk.kind), chunk.size):
-                raise AssemblyError(
+                raise Inconsistent(
                     f"chunk of package {pid.hex()} disagrees with earlier chunks "
                     f"(sender/kind/size {sender}/{int(chunk.kind)}/{chunk.size} vs "
                     f"{partial.sender}/{partial.kind}/{partial.size})")

@@ -7,13 +7,16 @@ store's inbox, and events are applied by id.
 
 A package is accepted only when it comes from an enrolled station, its signer is the station
 whose topic carried it, it is sealed to this hub, and every event inside claims that station as
-its origin. Anything else is refused with a log line, a counter and, where the station can act
-on it, a ``Reject`` message; the worker keeps serving.
+its origin. Anything else is refused with a log line, a counter (``HubStats.rejected`` by
+reason, exported by ``gateway.hub_metrics``) and, where the station can act on it, a ``Reject``
+message; the worker keeps serving. A package id already committed is a replay: acknowledged
+again (docs/protocol.md 5.1: the station may have missed the first ack), never applied twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -28,8 +31,9 @@ from pathlib import Path
 import aiomqtt
 
 from protocols import wire
-from protocols.envelope import EnvelopeError, LocalIdentity, PeerIdentity
-from sync.assembly import Assembly, AssemblyError, Partial
+from protocols.envelope import MAX_BATCH_PACKAGE, EnvelopeError, LocalIdentity, PeerIdentity
+from protocols.health import Beacon, BeaconError, decode_beacon
+from sync.assembly import Assembly, AssemblyError, NoRoom, Partial
 from sync.blobfile import open_file
 from sync.mqttlink import MqttSettings, make_client
 from sync.pacing import Backoff
@@ -39,6 +43,51 @@ from sync.store import Store
 log = logging.getLogger("cunlink.hub")
 
 STATIONS_FLUSH_SECONDS = 5.0
+#: kv key prefix of each station's latest health beacon (shared by every worker, so any
+#: worker's metrics endpoint shows every station).
+BEACON_KEY = "beacon:"
+
+#: Why a message or package was refused: the wire Reject reasons, lower-case, plus what the
+#: hub refuses without a package to name (docs/protocol.md 6.2, 6.3).
+REJECT_REASONS: tuple[str, ...] = (
+    *(r.name.lower() for r in wire.RejectReason),
+    "garbage",      # not a wire message: not msgpack, wrong version, wrong field types
+    "oversized",    # over MAX_MESSAGE_BYTES, or a transfer claiming more than its kind allows
+    "replay",       # an already committed package again: acknowledged again, not applied
+    "wrong_topic",  # not a cunlink topic, or a hub-to-station message on an uplink topic
+    "internal",     # a bug on this side (logged with its traceback); never the sender's fault
+)
+
+#: Upper bounds (seconds) of the commit latency histogram: a small batch commits in
+#: milliseconds, a scanned material of tens of MB takes seconds to open and verify.
+COMMIT_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(slots=True)
+class LatencyHistogram:
+    """A fixed-bucket histogram (Prometheus semantics: a value counts in the first bucket whose
+    upper bound is >= it; the last slot is +Inf). Constant memory, however long the hub runs."""
+
+    bounds: tuple[float, ...] = COMMIT_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations <= it) for each bound, then (inf, all)."""
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
 
 
 @dataclass(slots=True)
@@ -48,17 +97,22 @@ class StationSeen:
     packages: int = 0
     bytes_in: int = 0
     backlog: int | None = None
-    beacon: dict[str, object] = field(default_factory=dict)
+    beacon: Beacon | None = None
+    beacon_ms: int = 0  # hub wall clock when `beacon` arrived
     flushed_packages: int = 0
     flushed_bytes: int = 0
 
 
 @dataclass(slots=True)
 class HubStats:
+    """This worker's counters since it started: the one source `gateway.hub_metrics` reads."""
+
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    commit_seconds: list[float] = field(default_factory=list)
+    commit: LatencyHistogram = field(default_factory=LatencyHistogram)
     downlink_sent: int = 0
+    beacons: int = 0
+    beacons_invalid: Counter[str] = field(default_factory=Counter)
     stations: dict[str, StationSeen] = field(default_factory=dict)
 
 
@@ -132,33 +186,45 @@ class HubWorker:
                 log.exception("unexpected error handling a message on %s", message.topic)
                 self.stats.rejected["internal"] += 1
 
-    def _reject_count(self, reason: str, station: str, detail: str) -> None:
+    def _reject_count(self, reason: str, station: str, detail: str,
+                      level: int = logging.WARNING) -> None:
         self.stats.rejected[reason] += 1
-        log.warning("rejected from %s: %s (%s)", station, reason, detail)
+        log.log(level, "rejected from %s: %s (%s)", station, reason, detail[:300])
 
     async def _dispatch(self, client: aiomqtt.Client, topic: str, payload: object) -> None:
         try:
             station, channel = wire.parse_topic(topic)
         except wire.WireError as exc:
-            self._reject_count("bad_topic", "?", str(exc))
+            self._reject_count("wrong_topic", "?", str(exc))
             return
         if not isinstance(payload, bytes):
             return
         peer = self._stations(station)
         if peer is None:
-            self._reject_count("unknown_station", station, "not enrolled at this hub")
+            self._reject_count("unknown_station", station, "not enrolled at this hub; import "
+                               "its enrollment file with `cunlink hub enroll`")
             return
         seen = self.stats.stations.setdefault(station, StationSeen())
         seen.last_seen_ms = int(time.time() * 1000)
+        if channel != "s":
+            # Only the state topic can say offline (the broker's last will); anything else
+            # the station sent proves it connected.
+            seen.online = True
         if channel == "h":
-            seen.beacon = {"bytes": len(payload)}
-            if self._on_beacon is not None:
-                self._on_beacon(station, payload)
+            await self._beacon(station, seen, payload)
+            return
+        if len(payload) > wire.MAX_MESSAGE_BYTES:
+            # Only a broker configured above the shipped max_packet_size lets this through.
+            self._reject_count("oversized", station, f"a {len(payload)}-byte message on "
+                               f"{topic}; the limit is {wire.MAX_MESSAGE_BYTES}")
             return
         try:
             msg = wire.decode(payload)
         except wire.WireError as exc:
-            self._reject_count("malformed", station, str(exc))
+            self._reject_count("garbage", station, f"on {topic}: {exc}")
+            return
+        if channel == "s" and not isinstance(msg, wire.State):
+            self._reject_count("wrong_topic", station, f"{type(msg).__name__} on {topic}")
             return
         match msg:
             case wire.State(online=online, extra=extra):
@@ -172,14 +238,45 @@ class HubWorker:
                 seen.online = True
                 self._resend_to.add(station)
             case wire.Offer():
-                await self._offer(client, station, msg)
+                if await self._size_ok(client, station, msg):
+                    await self._offer(client, station, msg)
             case wire.Chunk():
                 seen.bytes_in += len(msg.data)
-                await self._chunk(client, station, peer, msg)
+                if await self._size_ok(client, station, msg):
+                    await self._chunk(client, station, msg)
             case wire.DownAck(package_id=pid):
                 await self._store.outbox_delivered(pid)
             case _:
-                self._reject_count("unexpected", station, type(msg).__name__)
+                self._reject_count("wrong_topic", station,
+                                   f"{type(msg).__name__} is a hub-to-station message")
+
+    async def _beacon(self, station: str, seen: StationSeen, payload: bytes) -> None:
+        """Validate a health beacon and keep the latest one in the shared store."""
+        try:
+            beacon = decode_beacon(payload)
+        except BeaconError as exc:
+            self.stats.beacons_invalid[station] += 1
+            log.warning("invalid health beacon from %s (%d bytes): %s", station, len(payload),
+                        str(exc)[:300])
+            return
+        self.stats.beacons += 1
+        seen.beacon, seen.beacon_ms = beacon, seen.last_seen_ms
+        record = {"received_ms": seen.beacon_ms, "payload": payload.hex()}
+        await self._store.kv_put(BEACON_KEY + station, json.dumps(record).encode())
+        if self._on_beacon is not None:
+            self._on_beacon(station, payload)
+
+    async def _size_ok(self, client: aiomqtt.Client, station: str,
+                       msg: wire.Offer | wire.Chunk) -> bool:
+        """A transfer may not announce more than its kind can hold (the wire bounds blobs)."""
+        if msg.kind != wire.PackageKind.BATCH or msg.size <= MAX_BATCH_PACKAGE:
+            return True
+        detail = (f"package {msg.package_id.hex()} announces {msg.size} bytes; a sealed batch "
+                  f"is at most {MAX_BATCH_PACKAGE}")
+        self._reject_count("oversized", station, detail)
+        await self._send(client, station, wire.Reject(
+            package_id=msg.package_id, reason=wire.RejectReason.TOO_LARGE, detail=detail), qos=1)
+        return False
 
     async def _send(self, client: aiomqtt.Client, station: str, msg: wire.Message,
                     qos: int = 0) -> None:
@@ -190,9 +287,18 @@ class HubWorker:
                        committed_ms=int(time.time() * 1000))
         await self._send(client, station, ack, qos=1)
 
+    async def _replayed(self, client: aiomqtt.Client, station: str, pid: bytes) -> bool:
+        """True (and acknowledged again) when ``pid`` is already committed."""
+        if not await self._store.inbox_has(pid):
+            return False
+        # Usually the station missed our Ack on a cut link: normal, so logged at info level.
+        self._reject_count("replay", station, f"package {pid.hex()} is already committed; "
+                           "acknowledged again, not applied twice", level=logging.INFO)
+        await self._ack(client, station, pid)
+        return True
+
     async def _offer(self, client: aiomqtt.Client, station: str, offer: wire.Offer) -> None:
-        if await self._store.inbox_has(offer.package_id):
-            await self._ack(client, station, offer.package_id)
+        if await self._replayed(client, station, offer.package_id):
             return
         partial = await asyncio.to_thread(self._assembly.get, offer.package_id)
         if partial is not None and partial.complete:
@@ -202,18 +308,18 @@ class HubWorker:
         await self._send(client, station, wire.Need(
             package_id=offer.package_id, ranges=missing, hub_hlc=self._store.clock.now()))
 
-    async def _chunk(self, client: aiomqtt.Client, station: str, peer: PeerIdentity,
-                     chunk: wire.Chunk) -> None:
-        if await self._store.inbox_has(chunk.package_id):
-            await self._ack(client, station, chunk.package_id)
+    async def _chunk(self, client: aiomqtt.Client, station: str, chunk: wire.Chunk) -> None:
+        if await self._replayed(client, station, chunk.package_id):
             return
         try:
             partial = await asyncio.to_thread(self._assembly.receive, chunk, sender=station)
         except AssemblyError as exc:
-            self._reject_count("assembly", station, str(exc))
+            no_room = isinstance(exc, NoRoom)
+            reason = wire.RejectReason.TOO_LARGE if no_room else wire.RejectReason.MALFORMED
+            self._reject_count(reason.name.lower(), station, str(exc))
             await self._send(client, station, wire.Reject(
-                package_id=chunk.package_id, reason=wire.RejectReason.TOO_LARGE,
-                detail=str(exc)[: wire.MAX_TEXT]))
+                package_id=chunk.package_id, reason=reason,
+                detail=str(exc)[: wire.MAX_TEXT]), qos=1)
             return
         if partial.complete:
             await self._commit(client, station, partial)
@@ -228,6 +334,21 @@ class HubWorker:
         assert peer is not None
         peers = {peer.signing_key_id: peer}
         pid = partial.package_id
+        with self._assembly.claim(pid) as mine:
+            if not mine:
+                log.info("package %s from %s is being committed by another worker",
+                         pid.hex(), station)
+                return
+            if await self._store.inbox_has(pid):
+                # Another worker committed it while this one re-assembled a late copy.
+                await asyncio.to_thread(self._assembly.discard, pid)
+                await self._replayed(client, station, pid)
+                return
+            await self._commit_claimed(client, station, partial, peers, started)
+
+    async def _commit_claimed(self, client: aiomqtt.Client, station: str, partial: Partial,
+                              peers: dict[bytes, PeerIdentity], started: float) -> None:
+        pid = partial.package_id
         try:
             if partial.kind == wire.PackageKind.BATCH:
                 sealed = await asyncio.to_thread(self._assembly.part_path(pid).read_bytes)
@@ -238,18 +359,22 @@ class HubWorker:
                 await self._store.apply_remote(events, package_id=pid, sender=station)
             else:
                 await self._commit_blob(station, peers, partial)
+        except FileNotFoundError:
+            # Discarded under us (a reject by another worker); the station offers it again.
+            log.info("package %s from %s is no longer held here", pid.hex(), station)
+            return
         except (EnvelopeError, PackageContentError) as exc:
             reason = _reason(exc)
-            self._reject_count(reason.name.lower(), station, str(exc))
+            self._reject_count(reason.name.lower(), station, f"package {pid.hex()}: {exc}")
             await asyncio.to_thread(self._assembly.discard, pid)
             await self._send(client, station, wire.Reject(
                 package_id=pid, reason=reason, detail=str(exc)[: wire.MAX_TEXT]), qos=1)
             return
         await asyncio.to_thread(self._assembly.discard, pid)
         self.stats.accepted += 1
-        self.stats.commit_seconds.append(time.perf_counter() - started)
-        del self.stats.commit_seconds[:-1000]
+        self.stats.commit.observe(time.perf_counter() - started)
         self.stats.stations.setdefault(station, StationSeen()).packages += 1
+        log.info("committed package %s from %s (%d bytes)", pid.hex(), station, partial.size)
         await self._ack(client, station, pid)
 
     async def _commit_blob(self, station: str, peers: dict[bytes, PeerIdentity],
@@ -265,7 +390,10 @@ class HubWorker:
             ref = await self._store.put_blob_file(plain)
             if ref.sha256 != manifest.digest.hex():
                 raise PackageContentError("the opened blob does not match its signed digest")
-        await self._store.apply_remote([], package_id=partial.package_id, sender=station)
+        # the inbox row names the blob: the orphan sweep keeps it even though the events that
+        # reference it may arrive days later (the station deletes its copy on our ack)
+        await self._store.apply_remote([], package_id=partial.package_id, sender=station,
+                                       blob_sha256=ref.sha256)
 
     # -- what `cunlink hub stations` shows --------------------------------------------------
 
@@ -325,7 +453,9 @@ def _reason(exc: Exception) -> wire.RejectReason:
         (envelope.BadSignature, wire.RejectReason.BAD_SIGNATURE),
         (envelope.WrongRecipient, wire.RejectReason.WRONG_RECIPIENT),
         (envelope.UnexpectedSender, wire.RejectReason.SENDER_MISMATCH),
-        (envelope.UnknownKeyId, wire.RejectReason.SENDER_MISMATCH),
+        # Signed with a key not enrolled for that station: re-keyed without re-enrolling, or
+        # an impostor; either way the fix is at enrollment, as for a station never enrolled.
+        (envelope.UnknownKeyId, wire.RejectReason.UNKNOWN_STATION),
         (envelope.UnsupportedVersion, wire.RejectReason.UNSUPPORTED),
         (envelope.UnsupportedSuite, wire.RejectReason.UNSUPPORTED),
         (PackageContentError, wire.RejectReason.BAD_CONTENT),

@@ -27,15 +27,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 
 @app.command("run")
 def run(config: ConfigOpt, worker: Annotated[str, typer.Option(
-        help="worker name (several workers share one subscription)")] = "") -> None:
+        help="worker name (several workers share one subscription); keep it fixed across "
+             "restarts, it names the worker's MQTT session")] = "",
+        metrics_port: Annotated[int | None, typer.Option(
+            "--metrics-port", help="override [metrics] port for this worker; 0 = off")] = None,
+        ) -> None:
     """Run a hub worker: verify, commit and acknowledge what stations send."""
     from gateway import logs
+    from gateway.lifecycle import LifecycleError
+    from sync.store import StoreError
 
     cfg = load_hub(config)
     logs.setup(cfg.log.level)
     try:
-        asyncio.run(run_hub(cfg, worker=worker or None))
-    except KeyFileError as exc:
+        asyncio.run(run_hub(cfg, worker=worker or None, metrics_port=metrics_port,
+                            config_path=config.resolve()))
+    except (KeyFileError, StoreError, LifecycleError) as exc:
         fail(str(exc))
 
 

@@ -23,6 +23,7 @@ from gateway import pki
 from gateway.keys import init_keys
 from gateway.registry import StationRegistry
 from gateway.testbed.broker import BrokerTls, MosquittoBroker
+from gateway.testbed.ports import free_port
 
 CUNLINK = [sys.executable, "-m", "gateway.cli"]
 
@@ -82,8 +83,15 @@ class Deployment:
         return self.root / "stations" / station
 
     def write_station_config(self, station: str, *, port: int | None = None,
-                             transfer: dict[str, object] | None = None) -> Path:
-        """(Re)write station.toml; ``port`` points the station at the link simulator."""
+                             transfer: dict[str, object] | None = None,
+                             api_port: int | None = None, api_token: str | None = None,
+                             extra: str = "") -> Path:
+        """(Re)write station.toml; ``port`` points the station at the link simulator.
+
+        The metrics endpoint is off and the terminal API listens on ``api_port`` (a free port
+        when not given) so that several stations and test runs can share one machine; with
+        ``api_token`` one terminal named "demo" may call it. ``extra`` is appended verbatim
+        (e.g. ``[devices.idcard]`` sections)."""
         cert = pki.client_cert(self.pki_dir, station)
         home = self.station_dir(station)
         lines = [
@@ -96,8 +104,13 @@ class Deployment:
             "[transfer]",
             *(f"{k} = {_toml(v)}" for k, v in (transfer or {}).items()), "",
             "[store]", "disk_floor_mb = 0", "",
+            "[metrics]", "port = 0", "",
             "[log]", 'level = "info"', "",
+            "[api]", 'listen = "127.0.0.1"', f"port = {api_port or free_port()}",
         ]
+        if api_token is not None:
+            lines += ["[[api.tokens]]", 'name = "demo"', f'token = "{api_token}"']
+        lines += ["", extra]
         path = home / "station.toml"
         path.write_text("\n".join(lines), encoding="utf-8")
         self.station_configs[station] = path
