@@ -19,13 +19,20 @@ class ChunkSizer:
     when the link is cut; a larger one costs fewer per-message overheads. The size stays within
     ``[minimum, maximum]`` (the maximum is bounded by the broker's packet limit) and is rounded
     to 1 KiB so it does not jitter.
+
+    On a link that breaks often the chunk also shrinks to ``1/lifetime_share`` of how long a
+    connection lasts (the median of the last few): a cut throws away the half-sent chunk, so on
+    a link cut every few seconds a chunk of a few seconds would waste a large share of it.
     """
 
     minimum: int
     maximum: int
     target_seconds: float
     window_seconds: float = 20.0
+    lifetime_share: float = 16.0
+    lifetimes_kept: int = 9
     _samples: deque[tuple[float, int]] = field(default_factory=deque)
+    _lifetimes: deque[float] = field(default_factory=deque)
     _size: int = 0
 
     def __post_init__(self) -> None:
@@ -46,8 +53,23 @@ class ChunkSizer:
             self._samples.popleft()
         rate = self.rate(now)
         if rate is not None:
-            want = int(rate * self.target_seconds) // 1024 * 1024
+            want = int(rate * self.chunk_seconds) // 1024 * 1024
             self._size = max(self.minimum, min(self.maximum, want))
+
+    @property
+    def chunk_seconds(self) -> float:
+        """Seconds of transfer a chunk should take: the target, less on a link cut often."""
+        if not self._lifetimes:
+            return self.target_seconds
+        ordered = sorted(self._lifetimes)
+        median = ordered[len(ordered) // 2]
+        return min(self.target_seconds, median / self.lifetime_share)
+
+    def connection_ended(self, lifetime: float) -> None:
+        """A connection broke after ``lifetime`` seconds (not counted: a clean stop)."""
+        self._lifetimes.append(max(0.0, lifetime))
+        while len(self._lifetimes) > self.lifetimes_kept:
+            self._lifetimes.popleft()
 
     def rate(self, now: float) -> float | None:
         """Bytes per second over the sample window, or None before two samples."""

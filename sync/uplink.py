@@ -1,14 +1,17 @@
 """The station's transfer engine: outbox -> chunks over MQTT 5 -> the hub's commit ack.
 
-One connection at a time; after every (re)connect the station re-offers each unfinished
-package and the hub answers with the byte ranges it still needs (its received ranges survive
-its own restarts), so a cut costs at most the chunks in flight. Chunks go at QoS 0: the
+One connection at a time. After a reconnect, bytes never sent go at once, and each package
+with chunks that were in flight at the cut is offered again: the hub answers with the byte
+ranges it still needs (its received ranges survive its own restarts), so a cut costs at most
+the chunks in flight and nothing is re-sent blindly. Chunks go at QoS 0: the
 application protocol, not the broker, decides what is missing, and paho would otherwise
 re-send whole windows after a reconnect. An outbox entry leaves the outbox only when the hub's
 ``Ack`` arrives, which the hub sends after its database commit.
 
 Scheduling: strict priority (control < events < blobs), FIFO within a class, by choosing the
-next piece among the active transfers in that order; at most ``window`` chunks are unconfirmed.
+next piece among the active transfers in that order. At most ``window`` chunks' worth of
+bytes (``window`` x the current chunk size) are unconfirmed: counted in bytes, so that many small
+packages can be on their way at once, while a cut still costs at most that much.
 Stalls are found by lack of progress: bytes outstanding and nothing heard from the hub for
 ``stall_timeout`` seconds forces a reconnect, with exponential backoff and full jitter.
 """
@@ -17,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +41,8 @@ from sync.store import OutboxEntry, Store
 log = logging.getLogger("cunlink.uplink")
 
 BLOB_PRIORITY = 2
+_FINISHED_KEPT = 4096  # ids of finished packages remembered (16 B each)
+_BEACON_SOURCE_TIMEOUT = 10.0  # seconds a beacon source may take before that beacon is skipped
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +56,7 @@ class TransferSettings:
     backoff_max: float = 300.0
     daily_budget: int = 0
     outbox_poll: float = 1.0
-    max_active: int = 8
+    max_active: int = 32  # packages in progress at once (many small ones share the window)
     shutdown_grace: float = 10.0
 
 
@@ -70,6 +77,7 @@ class LinkStats:
     rejected: int = 0
     downlink_applied: int = 0
     downlink_invalid: int = 0
+    beacons_sent: int = 0
     rtt_seconds: float | None = None
     hub_offset_ms: int | None = None
     last_error: str = ""
@@ -83,6 +91,20 @@ class _Transfer:
     inflight: dict[tuple[int, int], float] = field(default_factory=dict)
     ever_sent: wire.Ranges = ()
     last_heard: float = 0.0
+    # Sent but never confirmed when the connection broke: they may or may not have landed, so
+    # they wait for the hub's answer to an offer instead of being sent again blindly.
+    held: wire.Ranges = ()
+    offer_due: bool = False
+
+    def unsure(self) -> None:
+        """The connection these chunks went out on is gone: hold them until the hub says."""
+        for start, end in self.inflight:
+            self.held = wire.add_range(self.held, start, end)
+        self.inflight.clear()
+        if self.missing == ():  # an offer was never answered: make a fresh one
+            self.missing = None
+        elif self.held:
+            self.offer_due = True
 
     @property
     def pid(self) -> bytes:
@@ -106,7 +128,11 @@ class StationUplink:
         software: str = "cunlink",
         rng: Callable[[], float] = random.random,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        beacon: Callable[[], Awaitable[bytes]] | None = None,
+        beacon_interval: float = 300.0,
     ) -> None:
+        if beacon is not None and beacon_interval <= 0:
+            raise ValueError(f"beacon_interval={beacon_interval}: must be > 0 seconds")
         self._store = store
         self._identity = identity
         self._hub = hub
@@ -116,6 +142,8 @@ class StationUplink:
         self._software = software
         self._rng = rng
         self._on_event = on_event or (lambda _kind, _data: None)
+        self._beacon = beacon
+        self._beacon_interval = beacon_interval
         self.stats = LinkStats()
         self._sizer = ChunkSizer(
             minimum=settings.chunk_min,
@@ -125,6 +153,9 @@ class StationUplink:
         self._budget = DailyBudget(limit=settings.daily_budget)
         self._backoff = Backoff(initial=settings.backoff_initial, maximum=settings.backoff_max)
         self._active: dict[bytes, _Transfer] = {}
+        # Packages acked or rejected lately: an outbox read that started before the ack may
+        # still list one, and taking it up again would send a package whose file is gone.
+        self._finished: dict[bytes, None] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_heard = 0.0
@@ -132,6 +163,7 @@ class StationUplink:
         self._up = wire.topic(station_id, "u")
         self._down = wire.topic(station_id, "d")
         self._state = wire.topic(station_id, "s")
+        self._health = wire.topic(station_id, "h")
 
     # -- public ------------------------------------------------------------------------------
 
@@ -147,8 +179,30 @@ class StationUplink:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def update_settings(self, settings: TransferSettings) -> None:
+        """New transfer limits (SIGHUP): they apply from the next chunk; what is in flight and
+        what the hub already holds are kept, and today's budget keeps what it has spent."""
+        self._settings = settings
+        self._sizer.minimum, self._sizer.maximum = settings.chunk_min, settings.chunk_max
+        self._sizer.target_seconds = settings.chunk_target_seconds
+        self._budget.limit = settings.daily_budget
+        self._backoff.initial, self._backoff.maximum = (settings.backoff_initial,
+                                                        settings.backoff_max)
+        self._wake.set()
+
+    def set_beacon_interval(self, seconds: float) -> None:
+        """A new health-beacon interval (SIGHUP); it applies after the next beacon."""
+        self._beacon_interval = seconds
+
     async def run(self) -> None:
         """Connect, transfer, reconnect; returns after ``stop()`` once the link is closed."""
+        try:
+            await self._run()
+        finally:  # also when cancelled by a shutdown bound: the counters die with us
+            log.info("link totals: %s",
+                     json.dumps(dataclasses.asdict(self.stats), sort_keys=True))
+
+    async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self._connection()
@@ -157,6 +211,8 @@ class StationUplink:
                 self.stats.last_error = str(group.exceptions[0])[:200]
                 log.warning("link down: %s", self.stats.last_error)
             finally:
+                if self.stats.link_up and not self._stopping.is_set() and self.stats.up_since:
+                    self._sizer.connection_ended(time.monotonic() - self.stats.up_since)
                 if self.stats.link_up:
                     self.stats.disconnects += 1
                     self._on_event("link_down", {"error": self.stats.last_error})
@@ -184,26 +240,42 @@ class StationUplink:
             self._sizer.link_reset()
             self._on_event("link_up", {})
             log.info("connected to %s:%d", self._mqtt.host, self._mqtt.port)
-            await client.subscribe(self._down, qos=1)
-            backlog = await self._store.outbox_stats()
-            online = wire.State(online=True, hlc=self._store.clock.now(), software=self._software,
-                                extra={"backlog": backlog.count,
-                                       "backlog_bytes": backlog.bytes_pending})
-            await client.publish(self._state, wire.encode(online), qos=1, retain=True)
-            await client.publish(self._up, wire.encode(wire.Hello(hlc=online.hlc)), qos=1)
-            for transfer in self._active.values():  # resume: the send loop re-offers each
-                transfer.inflight.clear()
-                transfer.missing = _initial_missing(transfer.entry, self._sizer.size)
+            # Resume: what was never sent goes at once; what was in flight waits for the hub's
+            # answer to an offer (see _Transfer.unsure), so a cut costs no blind re-sends.
+            for transfer in self._active.values():
+                transfer.unsure()
             try:
                 async with asyncio.TaskGroup() as tasks:
+                    # Not awaited before sending: each QoS 1 round trip costs a fifth of a
+                    # second or more on 2G. MQTT keeps the order, so once the SUBSCRIBE is
+                    # written (aiomqtt writes it before its first await, hence the yield) the
+                    # broker has the subscription before the first offer it could answer.
+                    tasks.create_task(client.subscribe(self._down, qos=1),
+                                      name="uplink-subscribe")
+                    await asyncio.sleep(0)
+                    tasks.create_task(self._announce(client), name="uplink-announce")
                     receiver = tasks.create_task(self._receive(client), name="uplink-receive")
                     tasks.create_task(self._watchdog(client), name="uplink-watchdog")
+                    if self._beacon is not None:
+                        tasks.create_task(self._beacons(client, self._beacon),
+                                          name="uplink-beacon")
                     await self._send_loop(client)
                     receiver.cancel()
                     await client.publish(self._state, offline, qos=1, retain=True, timeout=5)
                     raise _Stopped
             except* _Stopped:
                 pass
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        """Online state (retained) and hello, both QoS 1, their acks awaited side by side."""
+        backlog = await self._store.outbox_stats()
+        online = wire.State(online=True, hlc=self._store.clock.now(), software=self._software,
+                            extra={"backlog": backlog.count,
+                                   "backlog_bytes": backlog.bytes_pending})
+        await asyncio.gather(
+            client.publish(self._state, wire.encode(online), qos=1, retain=True),
+            client.publish(self._up, wire.encode(wire.Hello(hlc=online.hlc)), qos=1),
+        )
 
     async def _offer(self, client: aiomqtt.Client, transfer: _Transfer) -> None:
         entry = transfer.entry
@@ -229,11 +301,17 @@ class StationUplink:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_poll)
                 continue
             transfer, start, end = piece
-            if transfer.missing is None:  # a fresh large package: announce it, await a need
-                transfer.missing = ()
+            if start == end:  # an offer: a fresh large package, or chunks of unknown fate
+                if transfer.missing is None:
+                    transfer.missing = ()
+                transfer.offer_due = False
                 await self._offer(client, transfer)
                 continue
-            data = await self._read(transfer.entry, start, end)
+            try:
+                data = await self._read(transfer.entry, start, end)
+            except OSError as exc:  # the store lost the sealed file: no reconnect can fix that
+                await self._hold_unreadable(transfer, exc)
+                continue
             kind = (wire.PackageKind.BLOB if transfer.entry.kind == "blob"
                     else wire.PackageKind.BATCH)
             chunk = wire.Chunk(package_id=transfer.pid, kind=kind, size=transfer.entry.size,
@@ -261,35 +339,58 @@ class StationUplink:
         for entry in pending:
             if len(self._active) >= self._settings.max_active:
                 break
-            if entry.package_id in self._active or entry.state != "queued":
+            if (entry.package_id in self._active or entry.package_id in self._finished
+                    or entry.state != "queued"):
                 continue
             self._active[entry.package_id] = _Transfer(
                 entry=entry, missing=_initial_missing(entry, self._sizer.size),
                 last_heard=time.monotonic())
 
     def _next_piece(self) -> tuple[_Transfer, int, int] | None:
-        if self._inflight_count() >= self._settings.window:
+        in_flight = self._inflight_bytes()
+        allowed = self._settings.window * self._sizer.size
+        if in_flight >= allowed:
             return None
         order = sorted(self._active.values(),
                        key=lambda t: (t.entry.priority, t.entry.first_queued_ms))
         for transfer in order:
-            if transfer.missing is None:
+            if transfer.missing is None or transfer.offer_due:
                 return transfer, 0, 0
             wanted = transfer.missing
-            for start, end in transfer.inflight:
+            for start, end in (*transfer.inflight, *transfer.held):
                 wanted = _subtract(wanted, start, end)
             if not wanted:
                 continue
             start, stop = wanted[0]
             end = min(stop, start + self._sizer.size)
+            if in_flight and in_flight + (end - start) > allowed:
+                return None  # keep the order: the next piece waits for room, nothing overtakes
             is_blob = transfer.entry.priority >= BLOB_PRIORITY
             if is_blob and not self._budget.allows(_utc_day(), end - start):
                 continue  # held for tomorrow; events behind it still go
             return transfer, start, end
         return None
 
+    def _finish(self, pid: bytes) -> None:
+        self._finished[pid] = None
+        while len(self._finished) > _FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
+
     def _inflight_count(self) -> int:
         return sum(len(t.inflight) for t in self._active.values())
+
+    def _inflight_bytes(self) -> int:
+        return sum(end - start for t in self._active.values() for start, end in t.inflight)
+
+    async def _hold_unreadable(self, transfer: _Transfer, exc: OSError) -> None:
+        pid = transfer.pid
+        self._active.pop(pid, None)
+        self._finish(pid)
+        if await self._store.outbox_hold(pid):
+            await self._store.kv_put(f"reject:{pid.hex()}", f"UNREADABLE: {exc}".encode())
+            self.stats.last_error = f"outbox file unreadable: {exc}"[:200]
+            log.error("package %s cannot be read (%s); held for a person to look at "
+                      "(`cunlink outbox`)", pid.hex(), exc)
 
     async def _read(self, entry: OutboxEntry, start: int, end: int) -> bytes:
         if entry.payload is not None:
@@ -314,6 +415,9 @@ class StationUplink:
                 continue
             self._last_heard = time.monotonic()
             self.stats.bytes_down += len(payload)
+            # The hub answered through this connection: the next cut starts a fresh backoff
+            # (a backoff that only grows would keep a station on a flaky link mostly silent).
+            self._backoff.reset()
             try:
                 msg = wire.decode(payload)
             except wire.WireError as exc:
@@ -330,6 +434,7 @@ class StationUplink:
                 if transfer is None:
                     return
                 transfer.missing = ranges
+                transfer.held = ()  # the hub's answer is the truth about those too
                 transfer.last_heard = now
                 for span, sent_at in list(transfer.inflight.items()):
                     if not _intersect(ranges, *span):  # the hub holds it now
@@ -338,6 +443,7 @@ class StationUplink:
                         self.stats.rtt_seconds = now - sent_at
                 self._wake.set()
             case wire.Ack(package_id=pid, hub_hlc=hub_hlc, committed_ms=committed):
+                self._finish(pid)
                 transfer = self._active.pop(pid, None)
                 if transfer is not None:
                     for span in transfer.inflight:
@@ -348,6 +454,7 @@ class StationUplink:
                 self._on_event("delivered", {"package": pid.hex()})
                 self._wake.set()
             case wire.Reject(package_id=pid, reason=reason, detail=detail):
+                self._finish(pid)
                 self._active.pop(pid, None)
                 await self._store.outbox_hold(pid)
                 await self._store.kv_put(f"reject:{pid.hex()}",
@@ -379,22 +486,46 @@ class StationUplink:
                 self._on_event(event.type.value, {"case": event.case, **event.body})
         await self._publish(client, wire.encode(wire.DownAck(package_id=msg.package_id)), qos=1)
 
+    async def _beacons(self, client: aiomqtt.Client,
+                       beacon: Callable[[], Awaitable[bytes]]) -> None:
+        """Health beacon on ``cl/{station}/h``: right after connecting, then every interval.
+
+        QoS 0: a lost beacon is replaced by the next one, and it must never hold back cases.
+        A failing beacon source is logged and skipped; only a failed publish (the link itself)
+        ends the connection, as any other publish would.
+        """
+        while True:
+            try:
+                # Bounded: a status source that hangs must not silence every later beacon.
+                payload = await asyncio.wait_for(beacon(), timeout=_BEACON_SOURCE_TIMEOUT)
+            except Exception as exc:  # the status source is not the link: never let it break it
+                log.warning("health beacon skipped: %s: %s", type(exc).__name__, exc)
+            else:
+                await client.publish(self._health, payload, qos=0,
+                                     timeout=self._settings.stall_timeout)
+                self.stats.bytes_up += len(payload)
+                self.stats.beacons_sent += 1
+            await asyncio.sleep(self._beacon_interval)
+
     async def _watchdog(self, client: aiomqtt.Client) -> None:
         period = max(0.2, min(5.0, self._settings.stall_timeout / 4))
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
             waiting = self._inflight_count() > 0 or any(
-                t.missing == () for t in self._active.values())
+                t.missing == () or t.held for t in self._active.values())
             if waiting and now - self._last_heard > self._settings.stall_timeout:
                 self.stats.stalls += 1
                 force_close(client)
                 raise _Stalled(f"no progress from the hub for {self._settings.stall_timeout:.0f} s")
+            up_since = self.stats.up_since
+            if up_since is not None and now - up_since > self._settings.stall_timeout:
+                self._backoff.reset()  # a connection that lasted: the link works again
             for transfer in self._active.values():  # a lost offer or need: ask again
                 if now - transfer.last_heard > self._settings.stall_timeout and (
-                        transfer.missing == () or transfer.inflight):
-                    transfer.inflight.clear()
-                    transfer.missing = None
+                        transfer.missing == () or transfer.inflight or transfer.held):
+                    transfer.unsure()
+                    transfer.last_heard = now
                     self._wake.set()
 
 
