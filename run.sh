@@ -84,8 +84,13 @@ case "${1:-}" in
         log "pytest"
         exec "$VENV/bin/pytest" "$@"
         ;;
+    setup)
+        # only the set-up (a station box: Debian packages and .venv, no tests)
+        setup
+        log "ready: $VENV/bin/cunlink"
+        ;;
     *)
-        echo "usage: ./run.sh demo | ./run.sh test [pytest args]" >&2
+        echo "usage: ./run.sh demo | ./run.sh test [pytest args] | ./run.sh setup" >&2
         exit 2
         ;;
 esac

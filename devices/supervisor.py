@@ -197,6 +197,18 @@ class Supervisor:
         )
         self._notify()
 
+    async def stop(self, name: str) -> bool:
+        """Stop supervising `name` (cancel its task, wait for it to close the device), so it can
+        be started again with new settings (SIGHUP). False if no such device was running."""
+        task = self._tasks.pop(name, None)
+        self._recorders.pop(name, None)
+        if task is None:
+            return False
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self._notify()
+        return True
+
     def snapshot(self) -> tuple[DeviceHealth, ...]:
         """Every supervised device's health, in the order they were started."""
         return tuple(r.snapshot() for r in self._recorders.values())

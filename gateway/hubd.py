@@ -90,6 +90,7 @@ async def run_hub(cfg: HubConfig, *, worker: str | None = None,
                 log.info("hub %s worker %s running; state in %s", cfg.hub.id, name,
                          cfg.hub.state_dir)
                 await run
+            log.info("hub %s worker %s stopped", cfg.hub.id, name)
         finally:
             for task in (run, sweeper):
                 task.cancel()

@@ -19,3 +19,5 @@ def setup(level: str) -> None:
     root.setLevel(level.upper())
     # paho/aiomqtt debug lines would drown the station's own story
     logging.getLogger("aiomqtt").setLevel(max(logging.WARNING, root.level))
+    # aiosqlite logs every statement at debug: ~3 lines a second of noise on an idle station
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))

@@ -6,6 +6,10 @@ parameter objects; this is the one place that maps one onto the other.
 
 from __future__ import annotations
 
+from devices.camera import CameraSettings
+from devices.idcard import ReaderSettings
+from devices.normalise import NormalisePolicy
+from devices.printer import PrinterConfig
 from gateway.config.hub import HubConfig
 from gateway.config.station import StationConfig
 from protocols.envelope import Suite
@@ -45,3 +49,36 @@ def transfer_settings(cfg: StationConfig) -> TransferSettings:
         backoff_initial=t.backoff_initial_seconds, backoff_max=t.backoff_max_seconds,
         daily_budget=t.daily_budget_bytes, outbox_poll=t.outbox_poll_seconds,
     )
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+
+def camera_policy(cfg: StationConfig) -> NormalisePolicy:
+    c = cfg.devices.camera
+    return NormalisePolicy(
+        max_pixels=c.max_pixels, dpi=c.dpi or None, page_width_mm=float(c.page_width_mm),
+        greyscale=c.greyscale, jpeg_quality=c.jpeg_quality,
+    )
+
+
+def camera_settings(cfg: StationConfig) -> CameraSettings:
+    c = cfg.devices.camera
+    return CameraSettings(source="http" if c.source == "http" else "v4l2", device=str(c.device),
+                          url=c.url, width=c.width, height=c.height)
+
+
+def reader_settings(cfg: StationConfig) -> ReaderSettings:
+    c = cfg.devices.idcard
+    return ReaderSettings(
+        bauds=(115200, 9600) if c.baud == 0 else (c.baud,),  # 0 = probe, fastest first
+        reply_timeout=c.timeout_seconds, probe_timeout=c.timeout_seconds,
+        poll_interval=c.poll_interval_seconds,
+    )
+
+
+def printer_config(cfg: StationConfig) -> PrinterConfig:
+    c = cfg.devices.printer
+    return PrinterConfig(connection="tcp" if c.connection == "tcp" else "serial",
+                         port=str(c.port), baudrate=c.baud, host=c.host, tcp_port=c.tcp_port,
+                         status_poll_seconds=c.status_poll_seconds)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 from protocols.envelope import LocalIdentity, PeerIdentity, Suite, seal_batch
 from sync.events import Event, EventType, encode_events
-from sync.model import Side, Status, fold, transition_allowed
+from sync.model import Side, Status, fold
 from sync.store import EventDraft, OutboxPut, Store
+from sync.workflow import refusal, transition_allowed
 
 
 class HubActionError(Exception):
@@ -48,9 +49,9 @@ class HubActions:
     async def set_status(self, case: str, status: Status, reason: str = "") -> Event:
         station, events = await self._case(case)
         current = self._state(events)
-        if not transition_allowed(Side.HUB, current, status):
-            raise HubActionError(
-                f"case {case} is {current.value}; the hub cannot move it to {status.value}")
+        if (why := refusal(Side.HUB, current, status)) is not None:
+            # the table's reason names the statuses allowed next (e.g. received -> in_review)
+            raise HubActionError(f"case {case}: {why}")
         body: dict[str, object] = {"to": status.value}
         if reason:
             body["reason"] = reason

@@ -15,6 +15,7 @@ No real person appears on the page: the text is generated from a fixed seed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import io
 import random
@@ -198,6 +199,13 @@ class CameraEmulator:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    async def turn_page(self) -> int:
+        """Put the next sheet under the camera: the page's text (seed) changes, so the next
+        snapshot is a different document, as when an operator scans a second page."""
+        self.spec = dataclasses.replace(self.spec, seed=self.spec.seed + 1)
+        self._jpeg = await asyncio.to_thread(render_page, self.spec)
+        return self.spec.seed
 
     def fail_next(self, count: int = 1, *, status: int = 503) -> None:
         """Answer the next `count` snapshot requests with HTTP `status` (a camera fault)."""

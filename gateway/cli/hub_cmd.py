@@ -30,7 +30,8 @@ def run(config: ConfigOpt, worker: Annotated[str, typer.Option(
         help="worker name (several workers share one subscription); keep it fixed across "
              "restarts, it names the worker's MQTT session")] = "",
         metrics_port: Annotated[int | None, typer.Option(
-            "--metrics-port", help="override [metrics] port for this worker; 0 = off")] = None,
+            # "\\[" keeps Rich from taking [metrics] for markup and dropping it
+            "--metrics-port", help="override \\[metrics] port for this worker; 0 = off")] = None,
         ) -> None:
     """Run a hub worker: verify, commit and acknowledge what stations send."""
     from gateway import logs
@@ -83,7 +84,7 @@ def stations(config: ConfigOpt, as_json: JsonOpt = False) -> None:
         last = row.get("last_seen_ms")
         ago = f"{(now - float(last)) / 1000:.0f} s ago" if isinstance(last, int | float) and last \
             else "never"
-        typer.echo(f"{row['station']!s:<16} {row.get('online', False)!s:<7} {ago:>12} "
+        typer.echo(f"{row['station']!s:<16} {'yes' if row.get('online') else 'no':<7} {ago:>12} "
                    f"{row.get('packages', 0)!s:>9} {row.get('bytes_in', 0)!s:>12} "
                    f"{row.get('backlog', '-')!s:>8}")
 

@@ -18,7 +18,7 @@ import typer
 from devices.emulators.camera import CameraEmulator, PageSpec
 
 DEFAULT_PORT = 19180
-COMMANDS = "unplug, replug, fail [N], status, quit"
+COMMANDS = "page, unplug, replug, fail [N], status, quit"
 
 
 def register(app: typer.Typer) -> None:
@@ -103,6 +103,9 @@ async def _commands(
             case ["quit"]:
                 stop.set()
                 return
+            case ["page"]:
+                seed = await emu.turn_page()
+                typer.echo(f"a new page is under the camera (page seed {seed})")
             case ["unplug"]:
                 await emu.stop()
                 typer.echo("unplugged: requests are refused until replug")

@@ -20,14 +20,17 @@ def register(app: typer.Typer) -> None:
 def run(config: Annotated[Path, typer.Option("--config", "-c", help="station.toml")]) -> None:
     """Run the station daemon: durable outbox -> the county hub, and the hub's answers back."""
     from gateway import logs
+    from gateway.api import ApiStartError
     from gateway.keys import KeyFileError
+    from gateway.lifecycle import LifecycleError
     from gateway.station import run_station
+    from sync.store import StoreError
 
     cfg = load_station(config)
     logs.setup(cfg.log.level)
     try:
-        asyncio.run(run_station(cfg))
-    except KeyFileError as exc:
+        asyncio.run(run_station(cfg, config_path=config.resolve()))
+    except (KeyFileError, ApiStartError, StoreError, LifecycleError) as exc:
         fail(str(exc))
 
 

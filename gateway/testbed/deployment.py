@@ -36,10 +36,12 @@ class Daemon:
     argv: list[str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: Extra environment (e.g. NOTIFY_SOCKET / WATCHDOG_USEC to play systemd in a test).
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         log.close()

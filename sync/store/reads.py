@@ -105,12 +105,12 @@ class Reads:
     async def list_cases(self, status: str | None = None) -> list[CaseSummary]:
         """Every case's merged state (folded now), optionally only those in `status`."""
         by_case: dict[str, list[Event]] = {}
-        async with self._reader.execute(
-            f"SELECT {eventlog.EVENT_COLUMNS} FROM events ORDER BY case_id"
-        ) as cursor:
-            async for row in cursor:
-                event = eventlog.row_to_event(row)
-                by_case.setdefault(event.case, []).append(event)
+        # One call, not a cursor iterated across awaits: an open cursor keeps its read
+        # transaction, so every other read on this connection would see the old snapshot
+        # meanwhile (a case just committed would read back as missing).
+        for row in await self._all(f"SELECT {eventlog.EVENT_COLUMNS} FROM events ORDER BY case_id"):
+            event = eventlog.row_to_event(row)
+            by_case.setdefault(event.case, []).append(event)
         summaries = []
         for case, events in by_case.items():
             state = fold(events, hub_origins=self.hub_origins)
@@ -149,14 +149,14 @@ class Reads:
         """Every blob hash a material event names (material_added's sha256, material_
         superseded's sha256 and by): a full scan, for the rare orphan sweep, not hot paths."""
         named: set[str] = set()
-        async with self._reader.execute(
+        # fetched in one call for the same reason as in list_cases
+        for (body,) in await self._all(
             "SELECT body FROM events WHERE type IN ('material_added', 'material_superseded')"
-        ) as cursor:
-            async for (body,) in cursor:
-                decoded = msgpack.unpackb(body, raw=False)
-                for key in ("sha256", "by"):
-                    if isinstance(sha := decoded.get(key), str):
-                        named.add(sha)
+        ):
+            decoded = msgpack.unpackb(body, raw=False)
+            for key in ("sha256", "by"):
+                if isinstance(sha := decoded.get(key), str):
+                    named.add(sha)
         return named
 
     async def inbox_blobs(self) -> set[str]:

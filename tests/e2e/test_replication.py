@@ -119,5 +119,6 @@ def test_cases_cross_and_the_hub_answers_back(county: Deployment, tmp_path: Path
     result = county.cli("hub", "case", "set-status", case, "received", "--config",
                         str(county.hub_config))
     assert result.returncode == 1
-    assert "cannot move it to received" in result.stderr
+    assert ("the hub cannot move a case from approved to received; from approved it may go "
+            "to completed") in result.stderr
     assert station.terminate(timeout=30) == 0
