@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Final, Literal
 
 Lang = Literal["zh-CN", "en"]
 LANGS: tuple[Lang, ...] = ("zh-CN", "en")
@@ -55,6 +55,14 @@ def choose_lang(
     return fallback
 
 
+#: Case statuses as the operator and the technician read them in Chinese (the receipt too).
+STATUS_ZH: Final = {
+    "draft": "草稿", "submitted": "已提交", "withdrawn": "已撤回", "received": "县级已接收",
+    "in_review": "审核中", "needs_supplement": "需补正材料", "approved": "已批准",
+    "rejected": "不予受理", "completed": "已办结",
+}
+
+
 class Messages:
     """`t(key, **args)`: the text of `key` in one language, formatted."""
 
@@ -64,6 +72,10 @@ class Messages:
 
     def __call__(self, key: str, /, **args: object) -> str:
         return CATALOGUE[key][self._index].format(**args)
+
+    def status(self, status: str) -> str:
+        """A case status in this language (unknown ones as they are)."""
+        return STATUS_ZH.get(status, status) if self.lang == "zh-CN" else status
 
     def has(self, key: str) -> bool:
         return key in CATALOGUE
@@ -547,6 +559,195 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "It is sent when the link allows. If the hub had rejected it, it will be rejected "
         "again unless the cause was fixed at the county.",
         "链路可用时将发送。如果之前被县级中心拒收，除非县里已解决原因，否则仍会被拒收。"),
+    # -- shared by the station-side commands ----------------------------------------------------
+    "cli.warning": ("warning: {message}", "警告：{message}"),
+    "cli.masked": ("(personal data masked; --reveal shows it in full)",
+                   "（个人信息已隐去；加 --reveal 可完整显示）"),
+    "cli.sep": (", ", "，"),
+    "cli.none": ("none", "无"),
+    "role.station": ("station", "站点"),
+    "role.hub": ("hub", "县级中心"),
+    "side.station": ("station", "站点"),
+    "side.hub": ("hub", "县级中心"),
+    "class.blobs": ("blobs", "材料"),
+    "age.m": ("{m}m", "{m}分钟"),
+    "age.h": ("{h}h", "{h}小时"),
+    "age.d": ("{d}d", "{d}天"),
+    "store.quarantine_note": ("(remove {file} once dealt with to silence this)",
+                              "（处理完毕后删除 {file}，此提示即不再出现）"),
+    "store.none": ("no store yet at {db} (the daemon or `cunlink cases submit` creates it)",
+                   "{db} 尚无数据库（站点服务或 `cunlink cases submit` 会创建）"),
+    # -- cases ----------------------------------------------------------------------------------
+    "cases.none": ("no cases", "没有案件"),
+    "cases.none_in_status": ("no cases in status {status}", "没有状态为“{status}”的案件"),
+    "cases.col.case": ("case", "案件编号"),
+    "cases.col.status": ("status", "状态"),
+    "cases.col.service": ("service", "事项"),
+    "cases.col.materials": ("mat", "材料"),
+    "cases.col.conflicts": ("conf", "冲突"),
+    "cases.col.updated": ("updated", "更新时间"),
+    "cases.count": ("{n} case(s)", "共 {n} 件"),
+    "cases.no_case_empty": ("no case {case!r}: the store is empty",
+                            "没有案件 {case!r}：数据库为空"),
+    "cases.no_case": ("no case {case!r} in {db}; `cunlink cases list` shows the cases held",
+                      "{db} 中没有案件 {case!r}；`cunlink cases list` 可查看本站的案件"),
+    "cases.head": ("case {case}  status {status}  service {service}",
+                   "案件 {case}  状态 {status}  事项 {service}"),
+    "cases.applicant": ("applicant: {values}", "申请人：{values}"),
+    "cases.fields": ("fields: {values}", "表单字段：{values}"),
+    "cases.material": ("material {sha}…  {kind} {mime} {size} B{superseded}",
+                       "材料 {sha}…  {kind} {mime} {size} B{superseded}"),
+    "cases.superseded": ("  (superseded)", "（已被替换）"),
+    "cases.transition": ("status {old} -> {new} by {side} at {at}",
+                         "状态 {old} -> {new}，由{side}于 {at} 变更"),
+    "cases.conflict": ("CONFLICT event {event}: {reason}", "冲突 事件 {event}：{reason}"),
+    "cases.events": ("events ({n}):", "事件（{n} 条）："),
+    "cases.unreadable_file": ("cannot read {path}: {error}", "无法读取 {path}：{error}"),
+    "cases.bad_json": ("{path} is not valid JSON: {error}", "{path} 不是有效的 JSON：{error}"),
+    "cases.not_object": ("{path} must hold a JSON object (the applicant), got {type}",
+                         "{path} 应为 JSON 对象（申请人信息），实际为 {type}"),
+    "cases.bad_parts": ("{path}: 'applicant' and 'fields' must be JSON objects",
+                        "{path}：'applicant' 和 'fields' 都必须是 JSON 对象"),
+    # -- outbox list / stats --------------------------------------------------------------------
+    "outbox.empty": ("outbox empty: everything was delivered", "发件箱为空：全部已送达"),
+    "outbox.no_held": ("no held packages", "没有暂停的包"),
+    "outbox.col.package": ("package", "包编号"),
+    "outbox.col.kind": ("kind", "类型"),
+    "outbox.col.class": ("class", "类别"),
+    "outbox.col.case": ("case", "案件编号"),
+    "outbox.col.size": ("size", "大小"),
+    "outbox.col.acked": ("acked", "已确认"),
+    "outbox.col.tries": ("tries", "次数"),
+    "outbox.col.state": ("state", "状态"),
+    "outbox.col.age": ("age", "已等待"),
+    "outbox.state.queued": ("queued", "排队"),
+    "outbox.state.held": ("held", "暂停"),
+    "outbox.rejected": ("    rejected by the hub: {reason}", "    县级中心拒收：{reason}"),
+    "outbox.stats.count": ("undelivered: {count} ({classes}); held: {held}",
+                           "待送达：{count}（{classes}）；暂停：{held}"),
+    "outbox.stats.bytes": ("bytes to send: {bytes}", "待发送字节数：{bytes}"),
+    "outbox.stats.oldest": ("oldest: {age}", "最早的已等待：{age}"),
+    # -- devices --------------------------------------------------------------------------------
+    "devices.bad_timeout": ("--timeout must be a positive number of seconds, got {value}",
+                            "--timeout 应为正数（秒），实际为 {value}"),
+    "devices.daemon_holds": (
+        "the station daemon (cunlink run) is running and holds the devices, so {what} cannot "
+        "open them now: use the terminal API, or stop the daemon first (systemctl stop "
+        "cunlink); `cunlink status` shows the devices' health meanwhile",
+        "站点服务（cunlink run）正在运行并占用着设备，{what} 现在无法打开它们：请通过终端 API "
+        "操作，或先停止站点服务（systemctl stop cunlink）；其间可用 `cunlink status` "
+        "查看设备状况"),
+    "devices.disabled": (
+        "the {device} is disabled in {config}: set [devices.{device}] enabled = true (and its "
+        "port, address or URL) first",
+        "{config} 中未启用 {device}：请先设置 [devices.{device}] enabled = true"
+        "（以及端口、地址或 URL）"),
+    "devices.no_answer": ("the device did not answer in time", "设备未及时应答"),
+    "devices.os_error": ("{what}: {error}", "{what}：{error}"),
+    "devices.device": ("device", "设备"),
+    "devices.probe_timeout": ("no answer before the probe's deadline (--timeout)",
+                              "检测时限内无应答（--timeout）"),
+    "devices.configured": ("devices configured in {config}:", "{config} 中配置的设备："),
+    "devices.failed": ("FAILED", "失败"),
+    "devices.probe_ms": (" ({ms} ms)", "（{ms} 毫秒）"),
+    "devices.serial_ports": ("serial ports present:", "本机串口："),
+    "devices.video": ("video devices present: {devices}", "本机视频设备：{devices}"),
+    "devices.list_failed": ("{n} enabled device(s) failed their probe: {devices}",
+                            "{n} 个已启用的设备检测失败：{devices}"),
+    "devices.daemon_view": ("the station daemon is running and holds the devices; its view:",
+                            "站点服务正在运行并占用着设备；以下为它报告的状况："),
+    "devices.none_enabled": ("  no device enabled", "  未启用任何设备"),
+    "devices.no_card": ("{error}; place the card flat on the reader and run again",
+                        "{error}；请把证件平放在阅读器上，再运行一次"),
+    "devices.card_read": ("card read on {reader} at {baud} baud in {ms} ms:",
+                          "已在 {reader} 上读卡（{baud} 波特，用时 {ms} 毫秒）："),
+    "devices.photo": ("{bytes} bytes WLT (kept raw; not decoded here)",
+                      "{bytes} 字节 WLT（保留原始数据；此处不解码）"),
+    "card.photo": ("photo", "照片"),
+    "card.photo_sha256": ("photo sha256", "照片 sha256"),
+    "card.card_type": ("card_type", "证件类型"),
+    "card.name": ("name", "姓名"),
+    "card.number": ("number", "证件号码"),
+    "card.sex": ("sex", "性别"),
+    "card.birth_date": ("birth_date", "出生日期"),
+    "card.nation": ("nation", "民族"),
+    "card.address": ("address", "住址"),
+    "card.issuing_authority": ("issuing_authority", "签发机关"),
+    "card.issue_count": ("issue_count", "签发次数"),
+    "card.english_name": ("english_name", "英文姓名"),
+    "card.nationality": ("nationality", "国籍"),
+    "card.renewal_count": ("renewal_count", "换证次数"),
+    "card.valid_from": ("valid_from", "有效期起"),
+    "card.valid_to": ("valid_to", "有效期至"),
+    "card.sex.male": ("male", "男"),
+    "card.sex.female": ("female", "女"),
+    "card.sex.unknown": ("unknown", "未知"),
+    "card.sex.unstated": ("unstated", "未说明"),
+    "devices.printer.paper_out": ("is out of paper: load a roll", "缺纸：请装入纸卷"),
+    "devices.printer.cover_open": ("has its cover open: close it", "纸仓盖打开：请盖好"),
+    "devices.printer.offline": ("is offline: check its power and its button/panel",
+                                "离线：请检查电源和面板按键"),
+    "devices.printer.error": (
+        "reports an error (cutter jam or a fault): clear it and switch it off/on",
+        "报告故障（切刀卡纸或其他故障）：请排除后关机再开机"),
+    "devices.printer.problem": (
+        "printer at {where} {problem}; the test receipt was not printed, run print-test again",
+        "打印机 {where} {problem}；测试回执未打印，请再次运行 print-test"),
+    "devices.printer.unreachable": ("printer at {where} is unreachable",
+                                    "无法连接打印机 {where}"),
+    "devices.printer.gone": ("{error}; the test receipt was not printed",
+                             "{error}；测试回执未打印"),
+    "devices.printer.timeout": (
+        "printer at {where} did not confirm the test receipt within {seconds} s (state "
+        "{state}); check it and run again",
+        "打印机 {where} 在 {seconds} 秒内未确认测试回执（状态 {state}）；请检查后再试"),
+    "devices.printed": (
+        "test receipt printed on {address}: {bytes} bytes ({encoding}), QR {payload}, "
+        "confirmed by the printer after {seconds} s (attempt {attempts})",
+        "测试回执已在 {address} 打印：{bytes} 字节（{encoding}），二维码 {payload}，"
+        "打印机于 {seconds} 秒后确认（第 {attempts} 次尝试）"),
+    "devices.write_failed": ("cannot write {path}: {error}; choose another place",
+                             "无法写入 {path}：{error}；请换一个位置"),
+    "devices.captured": ("captured from {where} in {ms} ms{note}",
+                         "已从 {where} 拍摄，用时 {ms} 毫秒{note}"),
+    "devices.huffman": (" (Huffman tables added to the MJPEG frame)",
+                        "（已为 MJPEG 帧补上 Huffman 表）"),
+    "devices.wrote": ("wrote {path}: {summary}", "已写入 {path}：{summary}"),
+    # -- config check ---------------------------------------------------------------------------
+    "config.effective": ("# effective {role} configuration from {path}",
+                         "# {path} 的实际生效配置（{role}）"),
+    "config.effective_note": (
+        "# (defaults filled in, relative paths resolved, secrets shown as ***)",
+        "# （已填入默认值，相对路径已解析，机密显示为 ***）"),
+    "config.problems.one": (
+        "{count} problem found in {path}; fix it and run `cunlink config check` again",
+        "{path} 中发现 {count} 个问题；请修改后再次运行 `cunlink config check`"),
+    "config.problems.many": (
+        "{count} problems found in {path}; fix them and run `cunlink config check` again",
+        "{path} 中发现 {count} 个问题；请修改后再次运行 `cunlink config check`"),
+    # -- keys -----------------------------------------------------------------------------------
+    "keys.created": ("created {role} identity {id!r} in {dir}",
+                     "已在 {dir} 中创建{role} {id!r} 的密钥"),
+    "keys.signing": ("  signing key     Ed25519  key id {key_id}",
+                     "  签名密钥        Ed25519  密钥编号 {key_id}"),
+    "keys.encryption": ("  encryption key  X25519   key id {key_id}",
+                        "  加密密钥        X25519   密钥编号 {key_id}"),
+    "keys.enrollment.station": ("enrollment file: {path}  (give it to the hub to import)",
+                                "登记文件：{path}（请交给县级中心导入）"),
+    "keys.enrollment.hub": ("enrollment file: {path}  (give it to the stations to import)",
+                            "登记文件：{path}（请交给各站点导入）"),
+    "keys.identity": ("{role} {id!r}, created {created} ({file})",
+                      "{role} {id!r}，创建于 {created}（{file}）"),
+    "keys.private": ("private keys: {status}", "私钥：{status}"),
+    "keys.key_missing": ("{name} missing", "{name} 缺失"),
+    "keys.key_unreadable": ("{name} unreadable ({error})", "{name} 无法读取（{error}）"),
+    "keys.key_ok": ("{name} mode {mode} ok", "{name} 权限 {mode} 正常"),
+    "keys.key_unsafe": ("{name} mode {mode} UNSAFE: run `chmod 600 {path}`",
+                        "{name} 权限 {mode} 不安全：请运行 `chmod 600 {path}`"),
+    "keys.no_dir": ("{dir}: no such directory; create keys with `cunlink keys init`",
+                    "{dir}：目录不存在；请用 `cunlink keys init` 创建密钥"),
+    "keys.no_enrollment": ("{dir}: no *{suffix} file; create keys with `cunlink keys init`",
+                           "{dir}：没有 *{suffix} 文件；请用 `cunlink keys init` 创建密钥"),
     # -- init -----------------------------------------------------------------------------------
     "init.missing": (
         "missing {flags}; give them as options (or run `cunlink init` in a terminal to be "

@@ -1,7 +1,7 @@
 """`cunlink cases ...`: list, show and submit cases in the station's store.
 
-    cunlink cases list   [--status S] [--json] --config PATH
-    cunlink cases show   CASE [--reveal] [--json] --config PATH
+    cunlink cases list   [--status S] [--json] [--lang zh-CN|en] --config PATH
+    cunlink cases show   CASE [--reveal] [--json] [--lang zh-CN|en] --config PATH
     cunlink cases submit --service CODE --applicant FILE.json [--material FILE ...] --config PATH
 
 These open the same SQLite store as the running daemon; that is safe (WAL readers, and a second
@@ -9,6 +9,9 @@ writer that waits its turn for the write lock). Run them as the daemon's user, s
 store creates stay writable by the daemon. Personal data (names, ID numbers, addresses, phone
 numbers, ...) is masked unless --reveal. If the store was found damaged and moved aside, every
 command says so first.
+
+Human output and errors are in Simplified Chinese or English (see gateway.i18n: --lang,
+$CUNLINK_LANG, the locale, then [station] language); --json is the same in every language.
 """
 
 from __future__ import annotations
@@ -22,8 +25,16 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from gateway.cli.common import fail, load_station
+from gateway.cli.common import (
+    LangOption,
+    fail_t,
+    fail_with,
+    ljust,
+    rjust,
+    station_messages,
+)
 from gateway.config import StationConfig
+from gateway.i18n import Messages, english
 from protocols.idcard.idnumber import masked_id
 from sync.events import CaseModelError, Event
 from sync.hlc import physical_ms
@@ -38,7 +49,8 @@ DEFAULT_CONFIG = Path("/etc/cunlink/station.toml")
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Station configuration file (TOML).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the result as JSON on stdout (the same in every language).")]
 RevealOption = Annotated[
     bool, typer.Option("--reveal", help="Show names, ID numbers and addresses in full.")
 ]
@@ -108,21 +120,20 @@ def hlc_time(hlc: int) -> str:
     return datetime.fromtimestamp(physical_ms(hlc) / 1000).isoformat(timespec="seconds")
 
 
-def warn_quarantine(cfg: StationConfig) -> list[dict[str, Any]]:
+def warn_quarantine(cfg: StationConfig, t: Messages = english) -> list[dict[str, Any]]:
     """Print (stderr) any damaged store moved aside, and return the reports."""
     layout = StoreLayout.station(cfg.station.state_dir)
     reports = quarantine_reports(layout.db)
     for report in reports:
-        typer.echo(f"warning: {report.describe()}", err=True)
+        typer.echo(t("cli.warning", message=report.describe()), err=True)
     if reports:
-        typer.echo(
-            f"(remove {layout.db.name}.quarantine.jsonl once dealt with to silence this)", err=True
-        )
+        typer.echo(t("store.quarantine_note", file=f"{layout.db.name}.quarantine.jsonl"),
+                   err=True)
     return [{"detected_at": r.detected_at, "moved_to": [str(p) for p in r.moved_to],
              "reason": r.reason} for r in reports]
 
 
-def run(coro: Awaitable[T]) -> T:
+def run(coro: Awaitable[T], t: Messages = english) -> T:
     """Run one command's async body; store and intake errors become one clear line."""
     async def main() -> T:
         return await coro
@@ -130,7 +141,7 @@ def run(coro: Awaitable[T]) -> T:
     try:
         return asyncio.run(main())
     except (StoreError, CaseModelError) as exc:
-        fail(str(exc))
+        fail_with(t, str(exc))
 
 
 def store_exists(cfg: StationConfig) -> bool:
@@ -149,11 +160,8 @@ async def open_store(cfg: StationConfig) -> Store:
     )
 
 
-def no_store(cfg: StationConfig) -> None:
-    typer.echo(
-        f"no store yet at {StoreLayout.station(cfg.station.state_dir).db} (the daemon or "
-        "`cunlink cases submit` creates it)", err=True,
-    )
+def no_store(cfg: StationConfig, t: Messages = english) -> None:
+    typer.echo(t("store.none", db=StoreLayout.station(cfg.station.state_dir).db), err=True)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -166,12 +174,13 @@ def list_cases(
         str | None, typer.Option("--status", help="Only cases in this status, e.g. submitted.")
     ] = None,
     as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """Every case in the store with its merged status (oldest first)."""
-    cfg = load_station(config)
-    quarantine = warn_quarantine(cfg)
+    cfg, t = station_messages(config, lang)
+    quarantine = warn_quarantine(cfg, t)
     if not store_exists(cfg):
-        no_store(cfg)
+        no_store(cfg, t)
         rows: list[dict[str, Any]] = []
     else:
         async def body() -> list[dict[str, Any]]:
@@ -181,19 +190,23 @@ def list_cases(
                          "updated": hlc_time(c.updated_hlc)}
                         for c in await store.list_cases(status)]
 
-        rows = run(body())
+        rows = run(body(), t)
     if as_json:
         typer.echo(json.dumps({"cases": rows, "quarantine": quarantine}, ensure_ascii=False,
                               indent=2))
         return
     if not rows:
-        typer.echo("no cases" + (f" in status {status}" if status else ""))
+        typer.echo(t("cases.none_in_status", status=t.status(status)) if status
+                   else t("cases.none"))
         return
-    typer.echo(f"{'case':<24} {'status':<17} {'service':<16} {'mat':>3} {'conf':>4}  updated")
+    typer.echo(f"{ljust(t('cases.col.case'), 24)} {ljust(t('cases.col.status'), 17)} "
+               f"{ljust(t('cases.col.service'), 16)} {rjust(t('cases.col.materials'), 3)} "
+               f"{rjust(t('cases.col.conflicts'), 4)}  {t('cases.col.updated')}")
     for r in rows:
-        typer.echo(f"{r['case']:<24} {r['status']:<17} {r['service'] or '-':<16} "
-                   f"{r['materials']:>3} {r['conflicts']:>4}  {r['updated']}")
-    typer.echo(f"{len(rows)} case(s)")
+        typer.echo(f"{r['case']:<24} {ljust(t.status(r['status']), 17)} "
+                   f"{r['service'] or '-':<16} {r['materials']:>3} {r['conflicts']:>4}  "
+                   f"{r['updated']}")
+    typer.echo(t("cases.count", n=len(rows)))
 
 
 def describe_case(state: CaseState, events: list[Event], reveal: bool) -> dict[str, Any]:
@@ -226,13 +239,14 @@ def show(
     config: ConfigOption = DEFAULT_CONFIG,
     reveal: RevealOption = False,
     as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """One case: merged state, its events and any conflicts (personal data masked)."""
-    cfg = load_station(config)
-    warn_quarantine(cfg)
+    cfg, t = station_messages(config, lang)
+    warn_quarantine(cfg, t)
     if not store_exists(cfg):
-        no_store(cfg)
-        fail(f"no case {case!r}: the store is empty")
+        no_store(cfg, t)
+        fail_t(t, "cases.no_case_empty", case=case)
 
     async def body() -> dict[str, Any] | None:
         async with await open_store(cfg) as store:
@@ -240,35 +254,44 @@ def show(
             state = await store.case_state(case)
         return None if state is None else describe_case(state, events, reveal)
 
-    shown = run(body())
+    shown = run(body(), t)
     if shown is None:
-        fail(f"no case {case!r} in {StoreLayout.station(cfg.station.state_dir).db}; "
-             "`cunlink cases list` shows the cases held")
+        fail_t(t, "cases.no_case", case=case, db=StoreLayout.station(cfg.station.state_dir).db)
     if as_json:
         typer.echo(json.dumps(shown, ensure_ascii=False, indent=2))
         return
-    _print_case(shown)
+    _print_case(t, shown)
 
 
-def _print_case(shown: dict[str, Any]) -> None:
-    typer.echo(f"case {shown['case']}  status {shown['status']}  service {shown['service']}")
-    typer.echo("applicant: " + ", ".join(f"{k}={v}" for k, v in shown["applicant"].items()))
+def _side(t: Messages, side: str) -> str:
+    return t(f"side.{side}") if t.has(f"side.{side}") else side
+
+
+def _print_case(t: Messages, shown: dict[str, Any]) -> None:
+    # Keys and values of the data (field names, event types, bodies) are shown as stored.
+    sep = t("cli.sep")
+    typer.echo(t("cases.head", case=shown["case"], status=t.status(shown["status"]),
+                 service=shown["service"]))
+    typer.echo(t("cases.applicant",
+                 values=sep.join(f"{k}={v}" for k, v in shown["applicant"].items())))
     if shown["fields"]:
-        typer.echo("fields: " + ", ".join(f"{k}={v}" for k, v in shown["fields"].items()))
+        typer.echo(t("cases.fields",
+                     values=sep.join(f"{k}={v}" for k, v in shown["fields"].items())))
     for m in shown["materials"]:
-        gone = "  (superseded)" if m["superseded_by"] else ""
-        typer.echo(f"material {m['sha256'][:16]}…  {m['kind']} {m['mime']} {m['size']} B"
-                   f"{gone}")
+        typer.echo(t("cases.material", sha=m["sha256"][:16], kind=m["kind"], mime=m["mime"],
+                     size=m["size"],
+                     superseded=t("cases.superseded") if m["superseded_by"] else ""))
     for h in shown["status_history"]:
-        typer.echo(f"status {h['from']} -> {h['to']} by {h['side']} at {h['at']}")
+        typer.echo(t("cases.transition", old=t.status(h["from"]), new=t.status(h["to"]),
+                     side=_side(t, h["side"]), at=h["at"]))
     for c in shown["conflicts"]:
-        typer.echo(f"CONFLICT event {c['event']}: {c['reason']}")
-    typer.echo(f"events ({len(shown['events'])}):")
+        typer.echo(t("cases.conflict", event=c["event"], reason=c["reason"]))
+    typer.echo(t("cases.events", n=len(shown["events"])))
     for e in shown["events"]:
         body = json.dumps(e["body"], ensure_ascii=False)
         typer.echo(f"  {e['at']}  {e['origin']}#{e['seq']:<5} {e['type']:<20} {body}")
     if shown["masked"]:
-        typer.echo("(personal data masked; --reveal shows it in full)")
+        typer.echo(t("cli.masked"))
 
 
 @app.command("submit")
@@ -280,6 +303,7 @@ def submit(
     material: Annotated[list[Path] | None, typer.Option(
         "--material", help="A scanned material file; repeat for several.")] = None,
     config: ConfigOption = DEFAULT_CONFIG,
+    lang: LangOption = None,
 ) -> None:
     """Create, seal and queue a submitted case; prints its case number.
 
@@ -291,9 +315,9 @@ def submit(
     from sync.blobfile import BlobFileError
     from sync.intake import CaseIntake, IntakeError
 
-    cfg = load_station(config)
-    warn_quarantine(cfg)
-    applicant, fields = _read_applicant(applicant_file)
+    cfg, t = station_messages(config, lang)
+    warn_quarantine(cfg, t)
+    applicant, fields = _read_applicant(t, applicant_file)
 
     async def body() -> str:
         try:
@@ -305,23 +329,23 @@ def submit(
                 return await intake.create_case(service, applicant, fields, material or [],
                                                 submit=True)
         except (IntakeError, EnvelopeError, BlobFileError, KeyFileError) as exc:
-            fail(str(exc))
+            fail_with(t, str(exc))
 
-    typer.echo(run(body()))
+    typer.echo(run(body(), t))
 
 
-def _read_applicant(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_applicant(t: Messages, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}")
+        fail_t(t, "cases.unreadable_file", path=path, error=exc.strerror)
     except ValueError as exc:
-        fail(f"{path} is not valid JSON: {exc}")
+        fail_t(t, "cases.bad_json", path=path, error=exc)
     if not isinstance(doc, dict):
-        fail(f"{path} must hold a JSON object (the applicant), got {type(doc).__name__}")
+        fail_t(t, "cases.not_object", path=path, type=type(doc).__name__)
     if "applicant" in doc:
         applicant, fields = doc["applicant"], doc.get("fields", {})
         if not isinstance(applicant, dict) or not isinstance(fields, dict):
-            fail(f"{path}: 'applicant' and 'fields' must be JSON objects")
+            fail_t(t, "cases.bad_parts", path=path)
         return applicant, fields
     return doc, {}

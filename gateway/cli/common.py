@@ -39,13 +39,46 @@ def fail_t(t: Messages, key: str, code: int = 1, **args: object) -> NoReturn:
     raise typer.Exit(code)
 
 
-def messages(lang: str | None, cfg: StationConfig | None = None) -> Messages:
+def fail_with(t: Messages, message: str, code: int = 1) -> NoReturn:
+    """fail() framed in the user's language; `message` comes from a lower layer (the store,
+    a driver, the key files) and stays as it is."""
+    typer.echo(t("cli.error", message=message), err=True)
+    raise typer.Exit(code)
+
+
+def messages(lang: str | None, cfg: StationConfig | HubConfig | None = None) -> Messages:
     """The user's language: --lang, then $CUNLINK_LANG and the locale, then the configuration's
-    [station] language (a C or unset locale says nothing), then English."""
+    [station] (or [hub]) language (a C or unset locale says nothing), then English."""
     if lang is not None and parse_lang(lang) is None:
         fail(f"--lang: expected zh-CN or en, got {lang!r}", 2)
-    fallback: Lang = "zh-CN" if cfg is not None and cfg.station.language == "zh-CN" else "en"
+    configured = (cfg.station.language if isinstance(cfg, StationConfig)
+                  else cfg.hub.language if isinstance(cfg, HubConfig) else None)
+    fallback: Lang = "zh-CN" if configured == "zh-CN" else "en"
     return Messages(choose_lang(lang, fallback=fallback))
+
+
+def station_messages(path: Path, lang: str | None) -> tuple[StationConfig, Messages]:
+    """The station configuration and the user's language: a configuration problem is told in
+    the language of --lang / the environment, everything after in the full choice."""
+    cfg = load_station_t(path, messages(lang))
+    return cfg, messages(lang, cfg)
+
+
+def columns(text: str) -> int:
+    """Terminal columns `text` takes (a CJK character or full-width sign takes two)."""
+    return sum(2 if ord(c) >= 0x2E80 else 1 for c in text)
+
+
+def ljust(text: object, width: int) -> str:
+    """f"{text:<width}" counted in terminal columns (the same for ASCII)."""
+    s = str(text)
+    return s + " " * max(0, width - columns(s))
+
+
+def rjust(text: object, width: int) -> str:
+    """f"{text:>width}" counted in terminal columns (the same for ASCII)."""
+    s = str(text)
+    return " " * max(0, width - columns(s)) + s
 
 
 def load_station(path: Path) -> StationConfig:

@@ -7,6 +7,11 @@
 
 Each maps `[devices.*]` to the driver's own settings and uses the same driver the daemon uses.
 Every device problem ends in one line on stderr and exit status 1; no traceback.
+
+Human output and the CLI's own messages follow the language rules of gateway.i18n (--lang,
+$CUNLINK_LANG, the locale, [station] language); the drivers' own lines stay as they are, framed
+in that language. --json is the same in every language (probe errors in it are the English
+texts).
 """
 
 from __future__ import annotations
@@ -23,15 +28,21 @@ from typing import Annotated, Any, TypeVar
 import typer
 from serial.tools import list_ports
 
-from devices.camera import Camera, CameraSettings, list_video_devices
+from devices.camera import Camera, list_video_devices
 from devices.health import DeviceError
-from devices.idcard import IdCardReader, NoCard, ReaderSettings
-from devices.normalise import NormalisePolicy
+from devices.idcard import IdCardReader, NoCard
 from devices.printer import Printer as PrinterDriver
-from devices.printer import PrinterConfig, PrinterError, PrinterState, PrintResult
-from gateway import logs
-from gateway.cli.common import fail, load_station
+from devices.printer import PrinterError, PrinterState, PrintResult
+from gateway import logs, wiring
+from gateway.cli.common import (
+    LangOption,
+    fail_t,
+    fail_with,
+    ljust,
+    station_messages,
+)
 from gateway.config import StationConfig
+from gateway.i18n import Messages, english
 from protocols.escpos import Align, EscposError, QrErrorLevel, Receipt
 from protocols.idcard import describe
 
@@ -44,7 +55,8 @@ DEFAULT_CONFIG = Path("/etc/cunlink/station.toml")
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The station.toml that describes the devices.")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the result as JSON on stdout (the same in every language).")]
 _T = TypeVar("_T")
 
 
@@ -59,78 +71,67 @@ def _options(
     logs.setup("info" if verbose else "critical")
 
 
-# The printer states in which a receipt cannot come out: the operator must act.
+# The printer states in which a receipt cannot come out: the operator must act (message keys).
 _PRINTER_PROBLEMS = {
-    PrinterState.PAPER_OUT: "is out of paper: load a roll",
-    PrinterState.COVER_OPEN: "has its cover open: close it",
-    PrinterState.OFFLINE: "is offline: check its power and its button/panel",
-    PrinterState.ERROR: "reports an error (cutter jam or a fault): clear it and switch it off/on",
+    PrinterState.PAPER_OUT: "devices.printer.paper_out",
+    PrinterState.COVER_OPEN: "devices.printer.cover_open",
+    PrinterState.OFFLINE: "devices.printer.offline",
+    PrinterState.ERROR: "devices.printer.error",
 }
 
 
-def _run(work: Coroutine[Any, Any, _T]) -> _T:
+def _run(work: Coroutine[Any, Any, _T], t: Messages = english) -> _T:
     """Run `work`; any device or settings error becomes one line and exit status 1."""
     try:
         return asyncio.run(work)
     except (DeviceError, EscposError, ValueError) as exc:
-        fail(str(exc))
+        fail_with(t, str(exc))
     except TimeoutError as exc:
-        fail(str(exc) or "the device did not answer in time")
+        fail_with(t, str(exc) or t("devices.no_answer"))
     except OSError as exc:
-        fail(f"{exc.filename or 'device'}: {exc.strerror or exc}")
+        fail_t(t, "devices.os_error", what=exc.filename or t("devices.device"),
+               error=exc.strerror or exc)
 
 
 # --- configuration → driver settings ---------------------------------------------------------
 
 
 def _camera(cfg: StationConfig) -> Camera:
-    c = cfg.devices.camera
-    settings = CameraSettings(
-        source="http" if c.source == "http" else "v4l2",
-        device=str(c.device),
-        url=c.url,
-        width=c.width,
-        height=c.height,
-    )
-    policy = NormalisePolicy(
-        max_pixels=c.max_pixels,
-        dpi=c.dpi or None,  # 0 = no dpi target in the config
-        page_width_mm=float(c.page_width_mm),
-        greyscale=c.greyscale,
-        jpeg_quality=c.jpeg_quality,
-    )
-    return Camera(settings, policy)
+    return Camera(wiring.camera_settings(cfg), wiring.camera_policy(cfg))
 
 
 def _reader(cfg: StationConfig) -> IdCardReader:
-    c = cfg.devices.idcard
-    settings = ReaderSettings(
-        bauds=(115200, 9600) if c.baud == 0 else (c.baud,),  # 0 = probe, fastest first
-        reply_timeout=c.timeout_seconds,
-        probe_timeout=c.timeout_seconds,  # the config has one answer time for every command
-        poll_interval=c.poll_interval_seconds,
-    )
-    return IdCardReader(str(c.port), settings)
+    return IdCardReader(str(cfg.devices.idcard.port), wiring.reader_settings(cfg))
 
 
-def _printer_config(cfg: StationConfig) -> PrinterConfig:
-    c = cfg.devices.printer
-    return PrinterConfig(
-        connection="tcp" if c.connection == "tcp" else "serial",
-        port=str(c.port),
-        baudrate=c.baud,
-        host=c.host,
-        tcp_port=c.tcp_port,
-        status_poll_seconds=c.status_poll_seconds,
-    )
+def _daemon_status(t: Messages, cfg: StationConfig) -> dict[str, Any] | None:
+    """The running station daemon's status, or None when it is not running. While it runs it
+    holds the serial ports (exclusive locks) and the camera, so probing them here would only
+    report "busy" and blame another program."""
+    from gateway.probe import DaemonUnavailable, fetch_status, socket_path
+
+    sock = socket_path(cfg.station.state_dir)
+    if not sock.exists():
+        return None
+    try:
+        return _run(fetch_status(sock, wait_s=3.0), t)
+    except DaemonUnavailable:
+        return None
 
 
-def _require(cfg: StationConfig, config: Path, device: str) -> None:
+def _refuse_while_daemon_runs(t: Messages, cfg: StationConfig, what: str) -> None:
+    if _daemon_status(t, cfg) is not None:
+        fail_t(t, "devices.daemon_holds", what=what)
+
+
+def _require(t: Messages, cfg: StationConfig, config: Path, device: str) -> None:
     if not getattr(cfg.devices, device).enabled:
-        fail(
-            f"the {device} is disabled in {config}: set [devices.{device}] enabled = true "
-            "(and its port, address or URL) first"
-        )
+        fail_t(t, "devices.disabled", device=device, config=config)
+
+
+def _check_timeout(t: Messages, timeout: float) -> None:
+    if timeout <= 0:
+        fail_t(t, "devices.bad_timeout", value=timeout)
 
 
 # --- list --------------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ async def _printer_state(printer: PrinterDriver) -> PrinterState:
 
 
 async def _probe_printer(cfg: StationConfig) -> tuple[str, dict[str, str]]:
-    config = _printer_config(cfg)
+    config = wiring.printer_config(cfg)
     async with PrinterDriver(config) as printer:
         state = await _printer_state(printer)
     return config.address, {"status": state.value}
@@ -177,7 +178,7 @@ def _where(cfg: StationConfig, device: str) -> str:
         case "idcard":
             return str(d.idcard.port)
         case "printer":
-            return _printer_config(cfg).address
+            return wiring.printer_config(cfg).address
         case _:
             return d.camera.url if d.camera.source == "http" else str(d.camera.device)
 
@@ -200,8 +201,8 @@ async def _probe(cfg: StationConfig, device: str, deadline: float) -> dict[str, 
                     where, detail = await _probe_camera(cfg)
     except (DeviceError, ValueError, OSError) as exc:
         return entry | {"ok": False, "error": str(exc)}
-    except TimeoutError:
-        return entry | {"ok": False, "error": "no answer before the probe's deadline (--timeout)"}
+    except TimeoutError:  # English here: the entry is also the --json output
+        return entry | {"ok": False, "error": english("devices.probe_timeout")}
     ms = round((time.perf_counter() - started) * 1000)
     return entry | {"ok": True, "where": where, "detail": detail, "probe_ms": ms}
 
@@ -227,15 +228,18 @@ def list_devices(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds each device may take to answer its probe.")
     ] = 10.0,
+    lang: LangOption = None,
 ) -> None:
     """Configured devices with a live probe each, and the serial ports and cameras present.
 
     Exit status 1 if an enabled device fails its probe.
     """
-    cfg = load_station(config)
-    if timeout <= 0:
-        fail(f"--timeout must be a positive number of seconds, got {timeout}")
-    devices = _run(_probe_all(cfg, timeout))
+    cfg, t = station_messages(config, lang)
+    _check_timeout(t, timeout)
+    if (status := _daemon_status(t, cfg)) is not None:
+        _show_daemon_devices(t, status, as_json)
+        return
+    devices = _run(_probe_all(cfg, timeout), t)
     ports, videos = _serial_ports(), list_video_devices()
     if as_json:
         out = {"config": str(config), "devices": devices, "serial_ports": ports}
@@ -243,26 +247,47 @@ def list_devices(
         if any(d["enabled"] and not d["ok"] for d in devices):
             raise typer.Exit(1)  # the JSON says which; scripts can test the status
         return
-    typer.echo(f"devices configured in {config}:")
+    typer.echo(t("devices.configured", config=config))
     for d in devices:
         if not d["enabled"]:
-            state, text = "disabled", ""
+            state, text = t("state.disabled"), ""
         elif d["ok"]:
-            state = "ok"
-            text = ", ".join(f"{k} {v}" for k, v in d["detail"].items())
-            text += f" ({d['probe_ms']} ms)"
+            state = t("state.ok")
+            text = ", ".join(f"{k} {v}" for k, v in d["detail"].items())  # the driver's facts
+            text += t("devices.probe_ms", ms=d["probe_ms"])
         else:
-            state, text = "FAILED", d["error"]
-        typer.echo(f"  {d['device']:<8} {state:<8} {d['where']}  {text}".rstrip())
-    typer.echo("serial ports present:")
+            state = t("devices.failed")
+            text = (t("devices.probe_timeout") if d["error"] == english("devices.probe_timeout")
+                    else d["error"])
+        typer.echo(f"  {d['device']:<8} {ljust(state, 8)} {d['where']}  {text}".rstrip())
+    typer.echo(t("devices.serial_ports"))
     for p in ports:
         typer.echo(f"  {p['device']}  {p['description']}  {p['hwid']}")
     if not ports:
-        typer.echo("  none")
-    typer.echo("video devices present: " + (", ".join(videos) or "none"))
+        typer.echo("  " + t("cli.none"))
+    typer.echo(t("devices.video", devices=", ".join(videos) or t("cli.none")))
     failed = [d["device"] for d in devices if d["enabled"] and not d["ok"]]
     if failed:
-        fail(f"{len(failed)} enabled device(s) failed their probe: {', '.join(failed)}")
+        fail_t(t, "devices.list_failed", n=len(failed), devices=", ".join(failed))
+
+
+def _show_daemon_devices(t: Messages, status: dict[str, Any], as_json: bool) -> None:
+    """`devices list` while the daemon runs: its supervisor's view instead of a probe."""
+    devices = status.get("devices", [])
+    if as_json:
+        typer.echo(json.dumps({"daemon": True, "devices": devices}, ensure_ascii=False,
+                              indent=2))
+    else:
+        typer.echo(t("devices.daemon_view"))
+        for d in devices:
+            text = d.get("last_error") or d.get("message") or ""
+            state = str(d.get("state", "?"))
+            shown = t(f"state.{state}") if t.has(f"state.{state}") else state
+            typer.echo(f"  {d.get('name', '?'):<8} {ljust(shown, 8)} {text}".rstrip())
+        if not devices:
+            typer.echo(t("devices.none_enabled"))
+    if any(d.get("state") == "down" for d in devices):
+        raise typer.Exit(1)
 
 
 # --- read-card --------------------------------------------------------------------------------
@@ -278,12 +303,13 @@ def read_card(
         float, typer.Option("--timeout", help="Seconds to wait for a card to be placed.")
     ] = 10.0,
     as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """Read one ID card; personal data is masked unless --reveal."""
-    cfg = load_station(config)
-    _require(cfg, config, "idcard")
-    if timeout <= 0:
-        fail(f"--timeout must be a positive number of seconds, got {timeout}")
+    cfg, t = station_messages(config, lang)
+    _require(t, cfg, config, "idcard")
+    _refuse_while_daemon_runs(t, cfg, "`cunlink devices read-card`")
+    _check_timeout(t, timeout)
 
     async def read() -> dict[str, Any]:
         started = time.perf_counter()
@@ -291,7 +317,7 @@ def read_card(
             try:
                 result = await reader.read_once(timeout)
             except NoCard as exc:
-                raise NoCard(f"{exc}; place the card flat on the reader and run again") from exc
+                raise NoCard(t("devices.no_card", error=exc)) from exc
             baud = reader.info.baud
         card = describe(result.text, reveal=reveal)
         photo = {"format": "WLT", "bytes": len(result.photo_wlt)}
@@ -300,19 +326,22 @@ def read_card(
         ms = round((time.perf_counter() - started) * 1000)
         return {"reader": reader.path, "baud": baud, "ms": ms, "card": card, "photo": photo}
 
-    out = _run(read())
+    out = _run(read(), t)
     if as_json:
         typer.echo(json.dumps(out | {"masked": not reveal}, ensure_ascii=False, indent=2))
         return
-    typer.echo(f"card read on {out['reader']} at {out['baud']} baud in {out['ms']} ms:")
+    typer.echo(t("devices.card_read", reader=out["reader"], baud=out["baud"], ms=out["ms"]))
     for key, value in out["card"].items():
-        typer.echo(f"  {key:<18} {value}")
+        if key == "sex" and t.has(f"card.sex.{value}"):
+            value = t(f"card.sex.{value}")
+        label = t(f"card.{key}") if t.has(f"card.{key}") else key
+        typer.echo(f"  {ljust(label, 18)} {value}")
     photo = out["photo"]
-    typer.echo(f"  {'photo':<18} {photo['bytes']} bytes WLT (kept raw; not decoded here)")
+    typer.echo(f"  {ljust(t('card.photo'), 18)} {t('devices.photo', bytes=photo['bytes'])}")
     if reveal:
-        typer.echo(f"  {'photo sha256':<18} {photo['sha256']}")
+        typer.echo(f"  {ljust(t('card.photo_sha256'), 18)} {photo['sha256']}")
     else:
-        typer.echo("(personal data masked; --reveal shows it in full)")
+        typer.echo(t("cli.masked"))
 
 
 # --- print-test -------------------------------------------------------------------------------
@@ -334,7 +363,7 @@ def _test_receipt(cfg: StationConfig, payload: str) -> bytes:
     return receipt.cut(feed=4).to_bytes()
 
 
-async def _print_watching(printer: PrinterDriver, data: bytes) -> PrintResult:
+async def _print_watching(t: Messages, printer: PrinterDriver, data: bytes) -> PrintResult:
     """Submit `data`; fail at once if the printer reports it cannot print."""
     where = printer.config.address
     async with printer.subscribe() as events:
@@ -348,15 +377,12 @@ async def _print_watching(printer: PrinterDriver, data: bytes) -> PrintResult:
                 return job.future.result()
             state = event.result().state
             if state in _PRINTER_PROBLEMS:
-                raise PrinterError(
-                    f"printer at {where} {_PRINTER_PROBLEMS[state]}; the test receipt was not "
-                    "printed, run print-test again"
-                )
+                raise PrinterError(t("devices.printer.problem", where=where,
+                                     problem=t(_PRINTER_PROBLEMS[state])))
             if state is PrinterState.DISCONNECTED:
-                raise PrinterError(
-                    f"{printer.health().last_error or 'printer at ' + where + ' is unreachable'}"
-                    "; the test receipt was not printed"
-                )
+                error = (printer.health().last_error
+                         or t("devices.printer.unreachable", where=where))
+                raise PrinterError(t("devices.printer.gone", error=error))
 
 
 @app.command("print-test")
@@ -365,33 +391,31 @@ def print_test(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds the printer may take to confirm.")
     ] = 20.0,
+    lang: LangOption = None,
 ) -> None:
     """Print a test receipt (Chinese text, full-width punctuation, a QR code)."""
-    cfg = load_station(config)
-    _require(cfg, config, "printer")
+    cfg, t = station_messages(config, lang)
+    _require(t, cfg, config, "printer")
+    _refuse_while_daemon_runs(t, cfg, "`cunlink devices print-test`")
     payload = f"CUNLINK-TEST-{cfg.station.id}-{int(time.time())}"
     data = _test_receipt(cfg, payload)
 
     async def run() -> tuple[PrintResult, float]:
         started = time.perf_counter()
-        async with PrinterDriver(_printer_config(cfg)) as printer:
+        async with PrinterDriver(wiring.printer_config(cfg)) as printer:
             try:
                 async with asyncio.timeout(timeout):
-                    result = await _print_watching(printer, data)
+                    result = await _print_watching(t, printer, data)
             except TimeoutError:
-                raise PrinterError(
-                    f"printer at {printer.config.address} did not confirm the test receipt "
-                    f"within {timeout:g} s (state {printer.state.value}); check it and run again"
-                ) from None
+                raise PrinterError(t(
+                    "devices.printer.timeout", where=printer.config.address,
+                    seconds=f"{timeout:g}", state=printer.state.value)) from None
         return result, time.perf_counter() - started
 
-    result, seconds = _run(run())
-    address = _printer_config(cfg).address
-    typer.echo(
-        f"test receipt printed on {address}: {len(data)} bytes ({cfg.devices.printer.encoding}), "
-        f"QR {payload}, confirmed by the printer after {seconds:.1f} s "
-        f"(attempt {result.attempts})"
-    )
+    result, seconds = _run(run(), t)
+    typer.echo(t("devices.printed", address=wiring.printer_config(cfg).address, bytes=len(data),
+                 encoding=cfg.devices.printer.encoding, payload=payload,
+                 seconds=f"{seconds:.1f}", attempts=result.attempts))
 
 
 # --- capture ----------------------------------------------------------------------------------
@@ -411,25 +435,28 @@ def capture(
     raw: Annotated[
         Path | None, typer.Option("--raw", help="Also write the raw still (as captured) here.")
     ] = None,
+    lang: LangOption = None,
 ) -> None:
     """Capture one page, normalise it per the camera settings, write OUT and report sizes."""
-    cfg = load_station(config)
-    _require(cfg, config, "camera")
+    cfg, t = station_messages(config, lang)
+    _require(t, cfg, config, "camera")
+    _refuse_while_daemon_runs(t, cfg, "`cunlink devices capture`")
     camera = _camera(cfg)
 
     async def take() -> Any:
         async with camera:
             return await camera.capture()
 
-    result = _run(take())
+    result = _run(take(), t)
     for path, data in ((out, result.page.jpeg), (raw, result.still.jpeg)):
         if path is None:
             continue
         try:
             _write_atomically(path, data)
         except OSError as exc:
-            fail(f"cannot write {path}: {exc.strerror or exc}; choose another place")
+            fail_t(t, "devices.write_failed", path=path, error=exc.strerror or exc)
     still, page = result.still, result.page
-    note = " (Huffman tables added to the MJPEG frame)" if still.completed else ""
-    typer.echo(f"captured from {camera.settings.where} in {still.seconds * 1000:.0f} ms{note}")
-    typer.echo(f"wrote {out}: {page.summary()}")
+    note = t("devices.huffman") if still.completed else ""
+    typer.echo(t("devices.captured", where=camera.settings.where,
+                 ms=f"{still.seconds * 1000:.0f}", note=note))
+    typer.echo(t("devices.wrote", path=out, summary=page.summary()))  # the summary: as it is

@@ -1,9 +1,9 @@
 """`cunlink outbox ...`: what the station still has to deliver to the county.
 
-    cunlink outbox list  [--held] [--limit N] [--json] --config PATH
-    cunlink outbox stats [--json] --config PATH
-    cunlink outbox hold  ID [--json] --config PATH
-    cunlink outbox retry ID [--json] --config PATH
+    cunlink outbox list  [--held] [--limit N] [--json] [--lang zh-CN|en] --config PATH
+    cunlink outbox stats [--json] [--lang zh-CN|en] --config PATH
+    cunlink outbox hold  ID [--json] [--lang zh-CN|en] --config PATH
+    cunlink outbox retry ID [--json] [--lang zh-CN|en] --config PATH
 
 An entry stays until the hub acknowledges its commit; nothing is dropped for age or space.
 
@@ -15,6 +15,8 @@ puts it back in the queue. Both are safe while the daemon runs: they are single 
 store, which the daemon consults before it starts each package. A package the daemon is
 already sending when it is held is not interrupted: it finishes, or, cut off, is not started
 again.
+
+Human output and errors follow the language rules of gateway.i18n; --json does not.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from gateway.cli.cases_cmd import (
     store_exists,
     warn_quarantine,
 )
-from gateway.cli.common import LangOption, fail_t, load_station, load_station_t, messages
+from gateway.cli.common import LangOption, fail_t, ljust, rjust, station_messages
 from gateway.i18n import Messages
 from sync.store import OutboxStats
 
@@ -47,17 +49,22 @@ app = typer.Typer(no_args_is_help=True,
 PRIORITY_NAMES = {0: "control", 1: "events", 2: "blobs"}
 
 
-def _age(ms: int | None) -> str:
+def _age(t: Messages, ms: int | None) -> str:
     if ms is None:
         return "-"
     seconds = ms // 1000
     if seconds < 120:
-        return f"{seconds}s"
+        return t("unit.s", s=seconds)
     if seconds < 7200:
-        return f"{seconds // 60}m"
+        return t("age.m", m=seconds // 60)
     if seconds < 172_800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86_400}d"
+        return t("age.h", h=seconds // 3600)
+    return t("age.d", d=seconds // 86_400)
+
+
+def _word(t: Messages, prefix: str, value: str) -> str:
+    """A class or state name in the user's language (an unknown one as it is)."""
+    return t(f"{prefix}.{value}") if t.has(f"{prefix}.{value}") else value
 
 
 @app.command("list")
@@ -68,13 +75,14 @@ def list_entries(
     as_json: JsonOption = False,
     held: Annotated[
         bool, typer.Option("--held", help="Only held packages, with the reason.")] = False,
+    lang: LangOption = None,
 ) -> None:
     """Undelivered packages in sending order (priority, then oldest first)."""
-    cfg = load_station(config)
-    warn_quarantine(cfg)
+    cfg, t = station_messages(config, lang)
+    warn_quarantine(cfg, t)
     rows: list[dict[str, Any]] = []
     if not store_exists(cfg):
-        no_store(cfg)
+        no_store(cfg, t)
     else:
         async def body() -> list[dict[str, Any]]:
             async with await open_store(cfg) as store:
@@ -91,47 +99,54 @@ def list_entries(
                      "age_ms": max(0, now - e.first_queued_ms),
                      "reason": _reason(reasons.get(e.package_id))} for e in entries]
 
-        rows = run(body())
+        rows = run(body(), t)
     if as_json:
         typer.echo(json.dumps({"entries": rows}, ensure_ascii=False, indent=2))
         return
     if not rows:
-        typer.echo("no held packages" if held else "outbox empty: everything was delivered")
+        typer.echo(t("outbox.no_held") if held else t("outbox.empty"))
         return
-    typer.echo(f"{'package':<34} {'kind':<5} {'class':<7} {'case':<24} {'size':>9} "
-               f"{'acked':>9} {'tries':>5} {'state':<6} age")
+    typer.echo(f"{ljust(t('outbox.col.package'), 34)} {ljust(t('outbox.col.kind'), 5)} "
+               f"{ljust(t('outbox.col.class'), 7)} {ljust(t('outbox.col.case'), 24)} "
+               f"{rjust(t('outbox.col.size'), 9)} {rjust(t('outbox.col.acked'), 9)} "
+               f"{rjust(t('outbox.col.tries'), 5)} {ljust(t('outbox.col.state'), 6)} "
+               f"{t('outbox.col.age')}")
     for r in rows:
-        typer.echo(f"{r['package_id']:<34} {r['kind']:<5} {r['priority']:<7} "
+        typer.echo(f"{r['package_id']:<34} {r['kind']:<5} "
+                   f"{ljust(_word(t, 'class', r['priority']), 7)} "
                    f"{r['case'] or '-':<24} {r['size']:>9} {r['bytes_acked']:>9} "
-                   f"{r['attempts']:>5} {r['state']:<6} {_age(r['age_ms'])}")
+                   f"{r['attempts']:>5} {ljust(_word(t, 'outbox.state', r['state']), 6)} "
+                   f"{_age(t, r['age_ms'])}")
         if r["reason"]:
-            typer.echo(f"    rejected by the hub: {r['reason']}")
+            typer.echo(t("outbox.rejected", reason=r["reason"]))
 
 
 @app.command("stats")
-def stats(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False) -> None:
+def stats(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False,
+          lang: LangOption = None) -> None:
     """Totals: entries per class, bytes still to send, age of the oldest."""
-    cfg = load_station(config)
-    warn_quarantine(cfg)
+    cfg, t = station_messages(config, lang)
+    warn_quarantine(cfg, t)
     if not store_exists(cfg):
-        no_store(cfg)
+        no_store(cfg, t)
         got = OutboxStats(count_by_priority={}, bytes_pending=0, oldest_age_ms=None)
     else:
         async def body() -> OutboxStats:
             async with await open_store(cfg) as store:
                 return await store.outbox_stats()
 
-        got = run(body())
+        got = run(body(), t)
     by_class = {PRIORITY_NAMES.get(p, str(p)): n for p, n in sorted(got.count_by_priority.items())}
     if as_json:
         typer.echo(json.dumps({"count": got.count, "by_class": by_class,
                                "bytes_pending": got.bytes_pending,
                                "oldest_age_ms": got.oldest_age_ms, "held": got.held}, indent=2))
         return
-    classes = ", ".join(f"{name} {n}" for name, n in by_class.items()) or "none"
-    typer.echo(f"undelivered: {got.count} ({classes}); held: {got.held}")
-    typer.echo(f"bytes to send: {got.bytes_pending}")
-    typer.echo(f"oldest: {_age(got.oldest_age_ms)}")
+    classes = t("cli.sep").join(f"{_word(t, 'class', name)} {n}"
+                                for name, n in by_class.items()) or t("cli.none")
+    typer.echo(t("outbox.stats.count", count=got.count, classes=classes, held=got.held))
+    typer.echo(t("outbox.stats.bytes", bytes=got.bytes_pending))
+    typer.echo(t("outbox.stats.oldest", age=_age(t, got.oldest_age_ms)))
 
 
 # -- hold / retry ---------------------------------------------------------------------------------
@@ -182,9 +197,8 @@ def _resolve(t: Messages, db: Path, ident: str) -> list[probe.PackageRef]:
 
 def _set_state(ident: str, config: Path, lang: str | None, as_json: bool, *,
                target: Literal["held", "queued"]) -> None:
-    cfg = load_station_t(config, messages(lang))
-    t = messages(lang, cfg)
-    warn_quarantine(cfg)
+    cfg, t = station_messages(config, lang)
+    warn_quarantine(cfg, t)
     db = probe.store_db(cfg.station.state_dir)
     if not db.exists():
         fail_t(t, "outbox.no_store", db=db)
@@ -205,7 +219,7 @@ def _set_state(ident: str, config: Path, lang: str | None, as_json: bool, *,
                     await store.kv_delete(reject_key(pid))  # the old reason no longer applies
         return done
 
-    done = run(body())
+    done = run(body(), t)
     if as_json:
         typer.echo(json.dumps({"action": "hold" if target == "held" else "retry", **done},
                               indent=2))

@@ -100,12 +100,13 @@ def _not_running(
 
 
 def size(n: object) -> str:
+    # binary units, as the configuration counts them ([store] disk_floor_mb is MiB)
     value = float(n) if isinstance(n, int | float) else 0.0
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"  # not reached
+        value /= 1024
+    return f"{value:.1f} GiB"  # not reached
 
 
 def duration(t: Messages, seconds: object) -> str:
@@ -163,7 +164,7 @@ def render_status(t: Messages, snap: Mapping[str, Any]) -> list[str]:
         rtt = link.get("rtt_seconds")
         offset = link.get("hub_offset_ms")
         first = t("status.link_up", since=link.get("since") or "?",
-                  rtt="-" if rtt is None else f"{rtt:.1f} s",
+                  rtt="-" if rtt is None else f"{rtt * 1000:.0f} ms",
                   offset="-" if offset is None else f"{offset / 1000:+.1f} s")
     else:
         first = t("status.link_down")
@@ -201,7 +202,7 @@ def render_status(t: Messages, snap: Mapping[str, Any]) -> list[str]:
     cases: Mapping[str, Any] = snap.get("cases") or {}
     if cases:
         by_status = cases.get("by_status") or {}
-        listed = ", ".join(f"{k} {v}" for k, v in by_status.items()) or "-"
+        listed = ", ".join(f"{t.status(k)} {v}" for k, v in by_status.items()) or "-"
         lines.append(_label(t, "status.cases") + t(
             "status.cases_line", statuses=listed, conflicts=_num(cases.get("conflicts"))))
     errors = snap.get("recent_errors") or []

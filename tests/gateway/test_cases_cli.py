@@ -22,8 +22,12 @@ APPLICANT = {"id_type": "resident_id", "id_number": "110101199003077777", "name"
              "sex": "男", "address": "北京市东城区某某街道某某社区"}
 
 
-def cli(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUNLINK__")}
+LANG_VARS = ("CUNLINK_LANG", "LC_ALL", "LC_MESSAGES", "LANG")
+
+
+def cli(*args: str, config: Path, lang: str = "en_US.UTF-8") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CUNLINK__") and k not in LANG_VARS} | {"LANG": lang}
     return subprocess.run([str(CUNLINK), *args, "--config", str(config)], env=env,
                           capture_output=True, text=True, timeout=60)
 

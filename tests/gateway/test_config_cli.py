@@ -18,6 +18,9 @@ from gateway.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
 CUNLINK = Path(sys.executable).with_name("cunlink")
+LANG_VARS = ("CUNLINK_LANG", "LC_ALL", "LC_MESSAGES", "LANG")
+EN = {"LANG": "en_US.UTF-8"}
+ZH = {"LANG": "zh_CN.UTF-8"}
 
 BAD = """
 [station]
@@ -36,12 +39,13 @@ level = "inf"
 def run(
     *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    # Hermetic: the caller's own CUNLINK__ overrides must not leak into the check.
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CUNLINK__")}
+    # Hermetic: the caller's own CUNLINK__ overrides and language must not leak into the check.
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("CUNLINK__") and k not in LANG_VARS}
     return subprocess.run(
         [str(CUNLINK), "config", "check", *args],
         cwd=cwd,
-        env={**base, **(env or {})},
+        env={**base, **EN, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -88,12 +92,12 @@ def test_invalid_file_lists_every_error_and_exits_1(tmp_path: Path) -> None:
 def check(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     """Run `cunlink config check ARGS` in-process from the repository root."""
     for name in list(os.environ):
-        if name.startswith("CUNLINK__"):
+        if name.startswith("CUNLINK__") or name in LANG_VARS:
             monkeypatch.delenv(name)
     monkeypatch.chdir(ROOT)
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-        return CliRunner().invoke(app, ["config", "check", *args], env=env)
+        return CliRunner().invoke(app, ["config", "check", *args], env={**EN, **(env or {})})
 
     return invoke
 

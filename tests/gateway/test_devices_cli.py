@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
 import signal
 import sys
@@ -28,6 +29,7 @@ from devices.emulators.sample_cards import SAMPLE_CARDS
 
 PAGE = PageSpec(width=1632, height=1224, seed=11)  # 2 MP keeps the test quick
 CLI_SECONDS = 60  # bound on one `cunlink` process; each takes about a second here
+LANG_VARS = ("CUNLINK_LANG", "LC_ALL", "LC_MESSAGES", "LANG")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,12 +47,14 @@ class Bench:
     config: Path
 
 
-async def cunlink(*args: str) -> Result:
+async def cunlink(*args: str, lang: str = "en_US.UTF-8") -> Result:
+    env = {k: v for k, v in os.environ.items() if k not in LANG_VARS} | {"LANG": lang}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "gateway.cli",
         *args,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -215,6 +219,47 @@ async def test_capture_writes_the_normalised_page_and_reports_sizes(
         assert image.width * image.height <= 1_000_000
     assert f"{len(bench.camera.jpeg):,} B → {len(page):,} B" in result.out
     assert "smaller" in result.out and " ms" in result.out
+
+
+async def test_the_commands_in_chinese(bench: Bench, tmp_path: Path) -> None:
+    config = str(bench.config)
+    out = tmp_path / "page.jpg"
+    # Side by side: one device each.
+    card, printed, captured = await asyncio.gather(
+        cunlink("devices", "read-card", "--config", config, lang="zh_CN.UTF-8"),
+        cunlink("devices", "print-test", "--config", config, lang="zh_CN.UTF-8"),
+        cunlink("devices", "capture", str(out), "--config", config, lang="zh_CN.UTF-8"),
+    )
+    assert card.code == 0, card.err
+    lines = card.out.splitlines()
+    assert re.fullmatch(r"已在 \S+ 上读卡（115200 波特，用时 \d+ 毫秒）：", lines[0]), lines[0]
+    text = SAMPLE_CARDS["resident"].text
+    assert f"  姓名               {text.display_name[0]}" in card.out
+    assert "  证件号码           " in card.out and "  住址               " in card.out
+    assert re.search(r"^  性别               [男女]$", card.out, re.M)
+    assert re.search(r"^  照片               \d+ 字节 WLT（保留原始数据；此处不解码）$", card.out,
+                     re.M)
+    assert lines[-1] == "（个人信息已隐去；加 --reveal 可完整显示）"
+    assert printed.code == 0, printed.err
+    assert re.fullmatch(r"测试回执已在 127\.0\.0\.1:\d+ 打印：\d+ 字节（\w+），二维码 "
+                        r"CUNLINK-TEST-cli_test_01-\d+，打印机于 [\d.]+ 秒后确认（第 1 次尝试）\n",
+                        printed.out), printed.out
+    assert captured.code == 0, captured.err
+    first, second = captured.out.splitlines()
+    assert re.fullmatch(rf"已从 {re.escape(bench.camera.url)} 拍摄，用时 \d+ 毫秒", first)
+    assert second.startswith(f"已写入 {out}：") and "smaller" in second  # the summary as is
+
+    listed = await cunlink("devices", "list", "--config", config, lang="zh_CN.UTF-8")
+    assert listed.code == 0, listed.err
+    assert listed.out.startswith(f"{config} 中配置的设备：\n")
+    assert re.search(r"^  printer  正常     \S+  status ready（\d+ 毫秒）$", listed.out, re.M)
+    assert "本机串口：" in listed.out and "本机视频设备：" in listed.out
+
+    bench.printer.command("paper-out")
+    paper = await cunlink("devices", "print-test", "--config", config, lang="zh_CN.UTF-8")
+    assert paper.code == 1
+    assert re.fullmatch(r"错误：打印机 \S+ 缺纸：请装入纸卷；"
+                        r"测试回执未打印，请再次运行 print-test\n", paper.err), paper.err
 
 
 async def test_disabled_or_unreachable_devices_fail_in_one_line(

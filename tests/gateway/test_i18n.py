@@ -84,15 +84,34 @@ def test_every_code_the_doctor_and_cli_use_exists(pytestconfig: pytest.Config) -
     root = pytestconfig.rootpath
     sources = [root / "gateway" / "doctor.py", *sorted((root / "gateway" / "cli").glob("*.py"))]
     used: set[str] = set()
+    prefixes = ("doctor|init|status|outbox|cli|cases|devices|config|keys|store|card|role|side|"
+                "class|state|unit|age")
     for path in sources:
-        used |= set(re.findall(r'"((?:doctor|init|status|outbox|cli)\.[a-z_.]+[a-z])"',
-                               path.read_text(encoding="utf-8")))
+        found = re.findall(rf"""(["'])((?:{prefixes})\.[a-z_.]+[a-z])\1""",
+                           path.read_text(encoding="utf-8"))
+        used |= {code for _, code in found}
+    used -= {"outbox.state"}  # a prefix: _word(t, "outbox.state", state) adds the state
     # Built with f-strings in the doctor (expired_{what}, expires_soon_{what}).
     used |= {f"doctor.cert.{k}_{w}" for k in ("expired", "expires_soon") for w in ("ca", "client")}
     used |= {f"outbox.{v}.{o}" for v in ("hold", "retry")
              for o in ("changed", "unchanged", "gone", "note")}
-    assert len(used) > 100
+    assert len(used) > 200
     assert sorted(used - set(CATALOGUE)) == []
     doctor_src = (root / "gateway" / "doctor.py").read_text(encoding="utf-8")
     for code in re.findall(r'_(?:fail|warn)\(\s*"[a-z_:]+",\s*f?"(doctor\.[a-z_.]+)"', doctor_src):
         assert f"{code}.fix" in CATALOGUE, code
+
+
+@pytest.mark.parametrize("key", sorted(CATALOGUE))
+def test_both_forms_format_with_the_same_arguments(key: str) -> None:
+    """Same names is not enough: a conversion or format spec ({id!r}, {m:02d}) must also
+    accept what the English form accepts."""
+    args = {name: 7 for name in _placeholders(CATALOGUE[key][0])}
+    assert Messages("en")(key, **args) and Messages("zh-CN")(key, **args)
+
+
+def test_case_statuses_in_chinese() -> None:
+    zh, en = Messages("zh-CN"), Messages("en")
+    assert zh.status("submitted") == "已提交" and zh.status("needs_supplement") == "需补正材料"
+    assert en.status("submitted") == "submitted"
+    assert zh.status("some_future_status") == "some_future_status"

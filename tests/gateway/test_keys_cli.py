@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,10 @@ from typer.testing import CliRunner
 from gateway.cli.keys_cmd import app
 from gateway.keys import enrollment_path, load_enrollment
 
-runner = CliRunner()
+runner = CliRunner(env={"LANG": "en_US.UTF-8", "LC_ALL": None, "LC_MESSAGES": None,
+                        "CUNLINK_LANG": None})
+EN_ENV = {k: v for k, v in os.environ.items()
+          if k not in ("CUNLINK_LANG", "LC_ALL", "LC_MESSAGES")} | {"LANG": "en_US.UTF-8"}
 
 
 def test_init_prints_key_ids_and_the_enrollment_path(tmp_path: Path) -> None:
@@ -80,10 +84,12 @@ def test_show_on_an_empty_directory_fails_with_one_line(tmp_path: Path) -> None:
 def test_the_installed_command_exits_1_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     cunlink = Path(sys.executable).parent / "cunlink"
     args = [str(cunlink), "keys", "init", "--role", "station", "--id", "ST001"]
-    first = subprocess.run([*args, "--dir", str(tmp_path / "k")], capture_output=True, text=True)
+    first = subprocess.run([*args, "--dir", str(tmp_path / "k")], capture_output=True, text=True,
+                           env=EN_ENV)
     assert first.returncode == 0, first.stderr
     assert "enrollment file:" in first.stdout
-    again = subprocess.run([*args, "--dir", str(tmp_path / "k")], capture_output=True, text=True)
+    again = subprocess.run([*args, "--dir", str(tmp_path / "k")], capture_output=True, text=True,
+                           env=EN_ENV)
     assert again.returncode == 1
     assert again.stderr.count("\n") == 1 and again.stderr.startswith("error: ")
     assert "Traceback" not in again.stderr

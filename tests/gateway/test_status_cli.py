@@ -137,16 +137,16 @@ def test_status_of_a_running_daemon_in_english_and_chinese(station: Path) -> Non
     assert en.exit_code == 0, en.output
     assert en.stdout.splitlines() == [
         "Station ST001 - cunlink 0.1.0, running for 2h 03m (since 2026-11-22T08:00:00Z)",
-        "Link:     UP since 2026-11-22T09:00:00Z; round trip 0.8 s; hub clock offset -0.1 s",
-        "          connects 3, disconnects 2, stalls 1; sent 123.5 kB, received 4.5 kB",
-        "          chunks 10 (1 re-sent, 4.1 kB); delivered 5, rejected 0",
-        "Backlog:  4 packages (control 0, events 1, materials 3), 900.0 kB to send, oldest 30s;"
+        "Link:     UP since 2026-11-22T09:00:00Z; round trip 800 ms; hub clock offset -0.1 s",
+        "          connects 3, disconnects 2, stalls 1; sent 120.6 KiB, received 4.4 KiB",
+        "          chunks 10 (1 re-sent, 4.0 KiB); delivered 5, rejected 0",
+        "Backlog:  4 packages (control 0, events 1, materials 3), 878.9 KiB to send, oldest 30s;"
         " held 1",
         "          held packages wait for a person: `cunlink outbox list --held`, then "
         "`cunlink outbox retry ID`",
         "Devices:  idcard     ok",
         "          printer    degraded paper low",
-        "Disk:     1.5 GB free (floor 209.7 MB)",
+        "Disk:     1.4 GiB free (floor 200.0 MiB)",
         "Cases:    draft 1, submitted 3; conflicts 0",
         "Recent errors (newest last):",
         "          2026-11-22T09:59:00Z uplink: connection reset by peer",
@@ -154,7 +154,7 @@ def test_status_of_a_running_daemon_in_english_and_chinese(station: Path) -> Non
     assert zh.exit_code == 0, zh.output
     assert zh.stdout.splitlines()[:2] == [
         "站点 ST001 - cunlink 0.1.0，已运行 2小时03分（自 2026-11-22T08:00:00Z）",
-        "链路：    已连接，自 2026-11-22T09:00:00Z；往返时间 0.8 s；与县级中心时钟偏差 -0.1 s",
+        "链路：    已连接，自 2026-11-22T09:00:00Z；往返时间 800 ms；与县级中心时钟偏差 -0.1 s",
     ]
     assert "设备：    idcard     正常" in zh.stdout
     assert "printer    降级     paper low" in zh.stdout
@@ -224,7 +224,7 @@ def test_a_stopped_daemon_is_reported_with_the_backlog_from_the_store(station: P
     lines = result.stdout.splitlines()
     assert lines[0] == f"From the store {state / 'station.db'} (read-only):"
     assert lines[1].startswith(
-        "Backlog:  3 packages (control 0, events 2, materials 1), 41.0 kB to send, oldest ")
+        "Backlog:  3 packages (control 0, events 2, materials 1), 40.0 KiB to send, oldest ")
     assert lines[1].endswith("; held 1")
     as_json = runner.invoke(app, ["status", "--config", str(station), "--json"], env=ZH)
     assert as_json.exit_code == 3
