@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from protocols.envelope import EnvelopeArgumentError, LocalIdentity, PeerIdentity, key_id
 from protocols.envelope_core import check_id
-from sync.durable import fsync_dir
+from sync.durable import fsync_dir, write_private
 
 Role = Literal["station", "hub"]
 ROLES: tuple[Role, ...] = ("station", "hub")
@@ -122,21 +122,10 @@ def enrollment_path(directory: Path, ident: str) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` with `mode` (not subject to umask) via tmp + fsync + rename."""
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.fchmod(fd, mode)  # O_CREAT's mode is masked by umask, and a stale tmp keeps its own
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_private(path, data, mode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
 
 
 def _prepare_directory(directory: Path) -> None:

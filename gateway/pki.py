@@ -23,7 +23,6 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import json
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from sync.durable import write_private
 
 Role = Literal["station", "hub"]
 
@@ -438,15 +439,7 @@ def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.parent.name == "private":
         path.parent.chmod(0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, data, mode)
 
 
 def _write_info(dir: Path, info: PkiInfo) -> None:

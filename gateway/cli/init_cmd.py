@@ -60,7 +60,7 @@ from gateway.keys import (
     init_keys,
     load_enrollment,
 )
-from sync.durable import fsync_dir
+from sync.durable import fsync_dir, write_private
 from sync.ids import IdError, check_station_id
 
 T = TypeVar("T")
@@ -403,19 +403,6 @@ def render_config(cfg: StationConfig, *, now: datetime) -> str:
     return header + render_toml(table)
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """tmp + fsync + rename, with `mode` from the first byte (never briefly readable)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def execute(t: Messages, plan: Plan, token: str, *, force: bool) -> StationConfig:
     """Write everything; the configuration goes in place last, once all else succeeded."""
     now = datetime.now(UTC)
@@ -423,7 +410,7 @@ def execute(t: Messages, plan: Plan, token: str, *, force: bool) -> StationConfi
     tmp = plan.config.with_name(plan.config.name + ".init-tmp")
     try:
         plan.config.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(tmp, render_config(cfg, now=now).encode("utf-8"), CONFIG_MODE)
+        write_private(tmp, render_config(cfg, now=now).encode("utf-8"), CONFIG_MODE)
         try:
             loaded = load_station_config(tmp, env={})
         except ConfigError as exc:
@@ -433,7 +420,7 @@ def execute(t: Messages, plan: Plan, token: str, *, force: bool) -> StationConfi
         init_keys("station", plan.station_id, plan.keys_dir, force=force, now=now)
         for src, dst, mode in plan.copies:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            _write_private(dst, src.read_bytes(), mode)
+            write_private(dst, src.read_bytes(), mode)
         created_state = not plan.state_dir.exists()
         if created_state:
             plan.state_dir.mkdir(parents=True, mode=STATE_MODE)
