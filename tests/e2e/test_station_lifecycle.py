@@ -1,6 +1,7 @@
 """The real station daemon under a pretend systemd: READY=1 once it serves, watchdog pings,
-SIGHUP reloads what may change live (a new terminal token, the log level) without a restart,
-and SIGTERM says STOPPING=1 and exits 0 within the unit's stop bound."""
+its Prometheus endpoint scraped, SIGHUP reloading what may change live (a new terminal token,
+the log level) without a restart, and SIGTERM saying STOPPING=1 and exiting 0 within the
+unit's stop bound."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.testbed.deployment import Deployment, build, wait_for
 from gateway.testbed.ports import free_port
@@ -48,6 +50,14 @@ class NotifySocket:
         self.sock.close()
 
 
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return ""
+
+
 def status_code(url: str, token: str) -> int:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
@@ -72,6 +82,9 @@ def test_ready_watchdog_reload_and_stop_like_systemd_sees_them(county: Deploymen
                                                                 tmp_path: Path) -> None:
     api_port = free_port()
     config = county.write_station_config(STATION, api_port=api_port, api_token=TOKEN_A)
+    metrics_port = free_port()
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "[metrics]\nport = 0", f"[metrics]\nport = {metrics_port}"), encoding="utf-8")
     notify = NotifySocket(tmp_path / "notify.sock")
     daemon = county.station_daemon(STATION)
     daemon.env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"}
@@ -87,6 +100,20 @@ def test_ready_watchdog_reload_and_stop_like_systemd_sees_them(county: Deploymen
         # the watchdog is fed (every half of WATCHDOG_USEC) while the engine runs
         assert wait_for(lambda: sum("WATCHDOG=1" in m for m in notify.drain()) >= 2,
                         timeout=10), notify.messages
+
+        # county ops scrape the box: link, API and store figures are there, named as documented
+        assert wait_for(lambda: "cunlink_link_up 1.0" in scrape(metrics_port), timeout=30), \
+            scrape(metrics_port)
+        families = {f.name: f for f in text_string_to_metric_families(scrape(metrics_port))}
+        assert families["cunlink_build_info"].samples[0].labels["version"]
+        assert families["cunlink_link_connects"].samples[0].value >= 1  # a _total counter
+        requests = families["cunlink_api_requests"].samples
+        assert any(s.labels["code"] == "200" and s.value >= 1 for s in requests
+                   if s.name == "cunlink_api_requests_total"), requests
+        assert any(s.labels["code"] == "401" for s in requests)
+        assert families["cunlink_disk_free_bytes"].samples[0].value > 0
+        assert {s.labels["class"] for s in families["cunlink_outbox_items"].samples} == {
+            "control", "events", "materials"}
 
         text = config.read_text(encoding="utf-8")
         text = text.replace('level = "info"', 'level = "debug"')
