@@ -36,3 +36,27 @@ def test_daily_budget_holds_blobs_and_rolls_over_at_midnight() -> None:
     assert budget.remaining(1) == 40_000
     assert budget.allows(2, 50_000)  # a new UTC day
     assert DailyBudget(limit=0).allows(1, 10**12)  # 0 = unlimited
+
+
+def test_chunk_shrinks_to_a_share_of_how_long_connections_last() -> None:
+    sizer = ChunkSizer(minimum=4096, maximum=65536, target_seconds=4.0)
+    assert sizer.chunk_seconds == 4.0  # no connection has ended yet: the target
+    for lifetime in (4.0, 5.0, 4.8, 100.0, 4.4):  # cut every ~4.5 s; one long outlier
+        sizer.connection_ended(lifetime)
+    assert sizer.chunk_seconds == 4.8 / 16  # the median, not the mean, of what was seen
+    for i in range(10):  # 60 000 B/s confirmed: 0.3 s of it is ~17.6 KiB
+        sizer.confirmed(i * 0.1, 6000)
+    assert 17 * 1024 <= sizer.size <= 18 * 1024
+
+
+def test_a_stable_link_keeps_the_configured_target_and_old_lifetimes_age_out() -> None:
+    sizer = ChunkSizer(minimum=4096, maximum=65536, target_seconds=0.5, lifetimes_kept=3)
+    for lifetime in (1.0, 1.0, 1.0):
+        sizer.connection_ended(lifetime)
+    assert sizer.chunk_seconds == 1.0 / 16
+    for lifetime in (600.0, 900.0, 1200.0):  # the link got better: only recent ones count
+        sizer.connection_ended(lifetime)
+    assert sizer.chunk_seconds == 0.5
+    for i in range(10):
+        sizer.confirmed(i * 0.1, 6000)
+    assert 28 * 1024 <= sizer.size <= 30 * 1024
