@@ -14,7 +14,7 @@ from gateway.lifecycle import ServiceLifecycle
 from gateway.registry import StationRegistry
 from gateway.reload import apply_log_level, hub_reloader
 from sync.hubworker import HubWorker
-from sync.store import Store
+from sync.store import Store, StoreError
 
 log = logging.getLogger("cunlink.hubd")
 
@@ -26,9 +26,11 @@ def registry(cfg: HubConfig) -> StationRegistry:
 async def open_hub_store(cfg: HubConfig) -> Store:
     state = cfg.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
-    if cfg.store.backend != "sqlite":
-        raise NotImplementedError(
-            "store backend 'postgresql' is not available yet; use backend = \"sqlite\"")
+    if cfg.store.backend != "sqlite":  # reserved in the file format for a later version
+        raise StoreError(
+            'store backend "postgresql" is not available in this version of cunlink; set '
+            '[store] backend = "sqlite" (one file under [hub] state_dir, shared by every hub '
+            "worker on the machine)")
     return await Store.open(state / "hub.db", blob_dir=state / "blobs",
                             clock_max_ahead_ms=cfg.store.clock_max_ahead_seconds * 1000,
                             hub_origins=frozenset({cfg.hub.id}))

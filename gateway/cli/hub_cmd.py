@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -16,6 +17,8 @@ from gateway.keys import KeyFileError, load_identity
 from gateway.registry import EnrollmentError
 from sync.hubactions import HubActionError, HubActions
 from sync.model import Side, Status, fold
+
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, help="The county hub.")
 case_app = typer.Typer(no_args_is_help=True, help="Act on a received case.")
@@ -59,6 +62,16 @@ def enroll(file: Path, config: ConfigOpt,
     typer.echo(f"enrolled station {enrollment.id}")
 
 
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a store query; a store that cannot be opened is one clear line, not a traceback."""
+    from sync.store import StoreError
+
+    try:
+        return asyncio.run(work)
+    except StoreError as exc:
+        fail(str(exc))
+
+
 @app.command("stations")
 def stations(config: ConfigOpt, as_json: JsonOpt = False) -> None:
     """Enrolled stations with last seen, backlog and link figures."""
@@ -73,7 +86,7 @@ def stations(config: ConfigOpt, as_json: JsonOpt = False) -> None:
                 rows.append({"station": station, **seen})
             return rows
 
-    rows = asyncio.run(collect())
+    rows = _run(collect())
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -110,7 +123,7 @@ def cases(config: ConfigOpt, as_json: JsonOpt = False) -> None:
                 })
             return out
 
-    rows = asyncio.run(collect())
+    rows = _run(collect())
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -133,7 +146,7 @@ def _act(config: Path, action: str, case: str, **kwargs: object) -> None:
             return str(event.id)
 
     try:
-        event_id = asyncio.run(go())
+        event_id = _run(go())
     except (HubActionError, KeyFileError) as exc:
         fail(str(exc))
     typer.echo(f"queued for the station: event {event_id}")
