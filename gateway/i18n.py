@@ -824,6 +824,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "init.next.start": ("  4. Start the service, now and at every boot:",
                         "  4. 启动服务（并设置开机自启）："),
     "init.next.status": ("  5. Then watch it work:", "  5. 然后查看运行状态："),
+    "init.next.unit_config": (
+        "     (the shipped unit reads {unit}: for {config}, add a drop-in with "
+        "`systemctl edit cunlink` that sets ExecStart= to `cunlink run --config {config}`)",
+        "     （随附的服务单元读取 {unit}：如使用 {config}，请用 `systemctl edit cunlink` "
+        "添加覆盖配置，把 ExecStart= 改为 `cunlink run --config {config}`）"),
     "init.next.no_systemd": (
         "     (no systemd here: run `cunlink run --config {config}` under your own supervisor)",
         "     （本机没有 systemd：请用其他进程管理工具运行 `cunlink run --config {config}`）"),

@@ -40,6 +40,7 @@ from gateway.config import (
     DevicesSettings,
     IdCardSettings,
     KeysSettings,
+    MetricsSettings,
     MqttSettings,
     PrinterSettings,
     StationConfig,
@@ -64,6 +65,8 @@ from sync.durable import fsync_dir, write_private
 from sync.ids import IdError, check_station_id
 
 T = TypeVar("T")
+#: The configuration systemd/cunlink.service starts the daemon with.
+UNIT_CONFIG = Path("/etc/cunlink/station.toml")
 CONFIG_MODE = 0o640  # holds the terminals' tokens: not for everyone
 STATE_MODE = 0o750
 PROMPT_ATTEMPTS = 5
@@ -93,6 +96,10 @@ class Plan:
     printer_port: Path
     camera: bool
     camera_device: Path
+    camera_url: str  # "" = a V4L2 device; else an HTTP snapshot URL
+    api_listen: str
+    api_port: int
+    metrics_port: int
     terminal: str
     language: str
     copies: tuple[tuple[Path, Path, int], ...]  # (source, destination, mode)
@@ -146,6 +153,17 @@ def init(
         "--camera/--no-camera", help="Use a USB document camera.")] = None,
     camera_device: Annotated[Path | None, typer.Option(
         "--camera-device", help="Its video device (default /dev/cunlink-camera).")] = None,
+    camera_url: Annotated[str | None, typer.Option(
+        "--camera-url", help="A camera that serves stills over HTTP: its snapshot URL "
+        "(implies --camera).")] = None,
+    api_listen: Annotated[str, typer.Option(
+        "--api-listen", help="Address of the terminal API: 127.0.0.1 (this box only) or the "
+        "box's LAN address when the terminal is another computer.")] = "127.0.0.1",
+    api_port: Annotated[int, typer.Option(
+        "--api-port", min=1, max=65535, help="Port of the terminal API.")] = 8470,
+    metrics_port: Annotated[int, typer.Option(
+        "--metrics-port", min=0, max=65535, help="Port of the Prometheus endpoint (0 = off).",
+    )] = 9470,
     station_language: Annotated[str, typer.Option(
         "--station-language",
         help="The language operators read (zh-CN or en); written to the configuration.",
@@ -177,10 +195,10 @@ def init(
                                        Path("/dev/cunlink-idcard"))
     use_printer, printer_at = ask.device("init.ask.printer", printer, printer_port,
                                          Path("/dev/cunlink-printer"))
-    use_camera, camera_at = ask.device("init.ask.camera", camera, camera_device,
-                                       Path("/dev/cunlink-camera"))
+    use_camera, camera_at = ask.device("init.ask.camera", True if camera_url else camera,
+                                       camera_device, Path("/dev/cunlink-camera"))
     # Checked again for values given as options (the prompts already checked their answers).
-    for problem in (_station_id_problem(sid), _host_problem(host)):
+    for problem in (_station_id_problem(sid), _host_problem(host), _host_problem(api_listen)):
         if problem:
             fail_t(t, problem[0], code=2, **problem[1])
     if station_language not in ("zh-CN", "en"):
@@ -200,7 +218,8 @@ def init(
         ca_file=ca, cert_file=cert, key_file=key, hub_enrollment=hub,
         keys_dir=_abs(keys_dir) or base / "keys", state_dir=state.absolute(),
         idcard=use_idcard, idcard_port=idcard_at, printer=use_printer, printer_port=printer_at,
-        camera=use_camera, camera_device=camera_at, terminal=terminal,
+        camera=use_camera, camera_device=camera_at, camera_url=camera_url or "",
+        api_listen=api_listen, api_port=api_port, metrics_port=metrics_port, terminal=terminal,
         language=station_language,
         copies=copies, owner=_owner(t, owner),
     )
@@ -364,11 +383,15 @@ def station_config(plan: Plan, token: str) -> StationConfig:
         keys=KeysSettings(dir=plan.keys_dir, hub_enrollment=plan.hub_enrollment),
         mqtt=MqttSettings(host=plan.broker_host, port=plan.broker_port, ca_file=plan.ca_file,
                           cert_file=plan.cert_file, key_file=plan.key_file),
-        api=ApiSettings(tokens=(ApiToken(name=plan.terminal, token=token),)),
+        api=ApiSettings(listen=plan.api_listen, port=plan.api_port,
+                        tokens=(ApiToken(name=plan.terminal, token=token),)),
+        metrics=MetricsSettings(port=plan.metrics_port),
         devices=DevicesSettings(
             idcard=IdCardSettings(enabled=plan.idcard, port=plan.idcard_port),
             printer=PrinterSettings(enabled=plan.printer, port=plan.printer_port),
-            camera=CameraSettings(enabled=plan.camera, device=plan.camera_device),
+            camera=CameraSettings(enabled=plan.camera, device=plan.camera_device,
+                                  source="http" if plan.camera_url else "v4l2",
+                                  url=plan.camera_url),
         ),
     )
 
@@ -378,11 +401,12 @@ WRITTEN: dict[str, tuple[str, ...]] = {
     "station": ("id", "state_dir", "language"),
     "keys": ("dir", "hub_enrollment"),
     "mqtt": ("host", "port", "ca_file", "cert_file", "key_file"),
-    "api": ("tokens",),
+    "api": ("listen", "port", "tokens"),
+    "metrics": ("port",),
     "devices": ("idcard", "printer", "camera"),
 }
 DEVICE_KEYS = {"idcard": ("enabled", "port"), "printer": ("enabled", "port"),
-               "camera": ("enabled", "device")}
+               "camera": ("enabled", "source", "device", "url")}
 
 
 def render_config(cfg: StationConfig, *, now: datetime) -> str:
@@ -493,4 +517,6 @@ def next_steps(t: Messages, plan: Plan, token: str) -> list[str]:
     ]
     if shutil.which("systemctl") is None:
         lines.append(t("init.next.no_systemd", config=plan.config))
+    elif plan.config != UNIT_CONFIG:
+        lines.append(t("init.next.unit_config", config=plan.config, unit=UNIT_CONFIG))
     return lines

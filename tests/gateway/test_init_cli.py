@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import select
+import shutil
 import stat
 import subprocess
 import sys
@@ -233,3 +234,21 @@ def test_interactive_prompts_ask_for_what_is_missing_and_recheck_answers(tmp_pat
     assert (cfg.station.id, cfg.mqtt.host, cfg.mqtt.port) == ("ST009", "mqtt.county.example", 8883)
     assert cfg.devices.idcard.enabled and cfg.devices.idcard.port == Path("/dev/ttyUSB3")
     assert not cfg.devices.printer.enabled and not cfg.devices.camera.enabled
+
+
+def test_init_sets_an_http_camera_and_the_ports_a_box_needs(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "station.toml"
+    result = CliRunner().invoke(app, [
+        "init", "--config", str(config), "--station-id", "ST009", "--broker-host", "127.0.0.1",
+        "--state-dir", str(tmp_path / "state"), "--no-idcard", "--no-printer",
+        "--camera-url", "http://127.0.0.1:8080/snapshot.jpg", "--api-listen", "192.168.1.10",
+        "--api-port", "18470", "--metrics-port", "0", "--lang", "en",
+    ], env={"LANG": "en_US.UTF-8"})
+    assert result.exit_code == 0, result.output
+    cfg = load_station_config(config, env={})
+    camera = cfg.devices.camera
+    assert (camera.enabled, camera.source, camera.url) == (
+        True, "http", "http://127.0.0.1:8080/snapshot.jpg")
+    assert (cfg.api.listen, cfg.api.port, cfg.metrics.port) == ("192.168.1.10", 18470, 0)
+    if shutil.which("systemctl"):
+        assert "systemctl edit cunlink" in result.output
