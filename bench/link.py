@@ -11,9 +11,19 @@ up-periods, cuts and silent stalls counted from the system's first connection:
     into the station's store the way `cunlink cases submit` does it (`CaseIntake.create_case`)
     before the station daemon starts; the clock starts at its first connection through the link
     and stops when its outbox is empty (every package acknowledged after the hub's commit);
-    "delivered" means the hub lists the case with the material's SHA-256. Re-sent chunks and
-    bytes come from the station's own counters (`LinkStats`, logged as "link totals" when the
-    daemon stops).
+    "delivered" means the hub lists the case with the material's SHA-256. Re-sends are counted
+    at both ends, each from the daemon's own counters as it logs them when it stops:
+    - at the hub ("hub totals", `HubStats.duplicate_chunks/_bytes`): chunks that reached the
+      hub holding bytes it already had (overlapping the package's received ranges, or any chunk
+      of an already committed package), and those bytes. This is what crossed the link twice,
+      what a metered link bills twice; the target "<= 1 chunk re-sent per cut" is checked on it.
+      One hub worker runs, so the count is exact (with several it would be a lower bound);
+    - at the station ("link totals", `LinkStats.chunks_resent/bytes_resent`): chunks handed to
+      the socket a second time. Many of those sat in the station's socket buffer or the
+      simulated modem queue at the cut and never crossed the link; they cost time, not radio.
+    Bytes lost in chunks cut mid-way are not reported: the link simulator sees TLS records, so
+    telling the tail of a cut chunk from handshakes and TLS/MQTT framing would take a model of
+    the framing, i.e. a guess. They are inside "non-payload bytes per failure".
 (b) the bridge: bench/bridge_baseline.py (a station Mosquitto bridged to the county broker,
     cleansession false, QoS 1, persistence on), each material as one QoS 1 message handed to the
     station's Mosquitto in a burst once the bridge is connected; the clock starts at the first.
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -60,6 +71,7 @@ TRANSFER: dict[str, object] = {
     "backoff_max_seconds": 2.0, "outbox_poll_seconds": 0.2,
 }
 _TOTALS = re.compile(r"link totals: (\{.*\})")
+_HUB_TOTALS = re.compile(r"hub totals: (\{.*\})")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,8 +95,11 @@ class Outcome:
     payload_bytes: int  # material bytes delivered
     link_bytes_up: int  # station -> hub bytes that crossed the link in that time
     failures: int  # cuts + stalls in that time
-    chunks_resent: int | None = None  # cunlink only (its own counters)
+    # cunlink only, from the daemons' own counters:
+    chunks_resent: int | None = None  # station: chunks handed to the socket a second time
     bytes_resent: int | None = None
+    hub_dup_chunks: int | None = None  # hub: chunks that reached it with bytes it already held
+    hub_dup_bytes: int | None = None  # ... and those bytes: what crossed the link twice
 
     def goodput(self, rate: float) -> float:
         return self.payload_bytes / (rate * self.link_up_seconds) if self.link_up_seconds else 0.0
@@ -119,7 +134,10 @@ async def run_cunlink(workload: Workload, payloads: Sequence[bytes], profile: Li
                 raise RuntimeError(f"the hub did not connect:\n{hub.log_text()[-3000:]}")
             outcome = await _cunlink_measure(county, station, link, workload, payloads, root)
             await asyncio.to_thread(hub.terminate)
-        return outcome
+        hub_totals = _logged_totals(hub, _HUB_TOTALS, "hub totals")
+        return dataclasses.replace(outcome,
+                                   hub_dup_chunks=int(hub_totals.get("duplicate_chunks", 0)),
+                                   hub_dup_bytes=int(hub_totals.get("duplicate_bytes", 0)))
     finally:
         await asyncio.to_thread(county.close)
 
@@ -169,7 +187,7 @@ async def _cunlink_measure(county: Deployment, station: Daemon, link: LinkSimula
     finally:
         await store.close()
     await asyncio.to_thread(station.terminate)
-    totals = _station_totals(station)
+    totals = _logged_totals(station, _TOTALS, "link totals")
     rows = await asyncio.to_thread(_hub_cases, county)
     delivered, duplicated = _count_delivered(rows, expected)
     return Outcome(
@@ -184,11 +202,11 @@ async def _cunlink_measure(county: Deployment, station: Daemon, link: LinkSimula
     )
 
 
-def _station_totals(station: Daemon) -> dict[str, Any]:
-    found = _TOTALS.findall(station.log_text())
+def _logged_totals(daemon: Daemon, pattern: re.Pattern[str], what: str) -> dict[str, Any]:
+    """The counters a daemon logs as one JSON line when it stops ("link totals", "hub totals")."""
+    found = pattern.findall(daemon.log_text())
     if not found:
-        raise RuntimeError("the station logged no 'link totals' line on stopping:\n"
-                           + station.log_text()[-3000:])
+        raise RuntimeError(f"no '{what}' line logged on stopping:\n" + daemon.log_text()[-3000:])
     totals: dict[str, Any] = json.loads(found[-1])
     return totals
 
@@ -283,8 +301,11 @@ def table(workload: Workload, cl: Outcome, br: Outcome, rate: float) -> list[str
         ("non-payload bytes per failure", _fmt(cl.overhead_per_failure()),
          _fmt(br.overhead_per_failure()),
          _ratio(cl.overhead_per_failure(), br.overhead_per_failure())),
-        ("chunks re-sent per failure", _fmt(per(cl.chunks_resent, cl), 2), "—", "—"),
-        ("bytes re-sent per failure", _fmt(per(cl.bytes_resent, cl)), "—", "—"),
+        ("hub: chunks received twice per failure", _fmt(per(cl.hub_dup_chunks, cl), 2),
+         "—", "—"),
+        ("hub: bytes received twice per failure", _fmt(per(cl.hub_dup_bytes, cl)), "—", "—"),
+        ("station: chunks re-queued per failure", _fmt(per(cl.chunks_resent, cl), 2), "—", "—"),
+        ("station: bytes re-queued per failure", _fmt(per(cl.bytes_resent, cl)), "—", "—"),
     ]
     width = max(len(r[0]) for r in rows)
     out = [f"{workload.name}: {workload.cases} cases x {workload.size:,} B of material",
@@ -294,12 +315,13 @@ def table(workload: Workload, cl: Outcome, br: Outcome, rate: float) -> list[str
 
 
 def verdict(cl: Outcome, rate: float) -> list[str]:
-    chunks = None if cl.chunks_resent is None or not cl.failures else cl.chunks_resent / cl.failures
+    chunks = (None if cl.hub_dup_chunks is None or not cl.failures
+              else cl.hub_dup_chunks / cl.failures)
     checks = [
         ("everything delivered exactly once", cl.lost == 0 and cl.duplicated == 0),
         (f"goodput >= 0.8 (measured {cl.goodput(rate):.2f})", cl.goodput(rate) >= 0.8),
-        (f"<= 1 chunk re-sent per failure (measured {_fmt(chunks, 2)})",
-         chunks is None or chunks <= 1.0),
+        ("<= 1 chunk re-sent per failure, counted at the hub: chunks that crossed the link "
+         f"twice (measured {_fmt(chunks, 2)})", chunks is None or chunks <= 1.0),
     ]
     return [f"  cunlink target: {'met   ' if ok else 'MISSED'} {text}" for text, ok in checks]
 

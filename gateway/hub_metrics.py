@@ -156,6 +156,13 @@ class HubCollector(Collector):
                           sum_value=s.commit.total)
         yield commit
         yield CounterMetricFamily(
+            "cunlink_hub_chunks_duplicate", "Chunks that reached this worker holding bytes it "
+            "already had (overlapping the package's received ranges, or a chunk of a package "
+            "already committed): what crossed the link twice", value=s.duplicate_chunks)
+        yield CounterMetricFamily(
+            "cunlink_hub_chunk_duplicate_bytes", "Bytes of those chunks that the hub already "
+            "held (a whole chunk after the commit)", value=s.duplicate_bytes)
+        yield CounterMetricFamily(
             "cunlink_hub_downlink_sent", "Downlink packages (status changes, supplement "
             "requests) published to stations, re-sends included", value=s.downlink_sent)
         yield CounterMetricFamily(

@@ -114,6 +114,22 @@ class HubStats:
     beacons: int = 0
     beacons_invalid: Counter[str] = field(default_factory=Counter)
     stations: dict[str, StationSeen] = field(default_factory=dict)
+    #: Chunks that reached this worker with bytes it already held: overlapping the package's
+    #: received ranges, or any chunk of a package already committed (a replay). What crossed
+    #: the link twice, as opposed to what the station handed to its socket twice.
+    duplicate_chunks: int = 0
+    duplicate_bytes: int = 0  # the overlapping bytes only (a whole chunk for a replay)
+
+    def totals(self) -> dict[str, object]:
+        """The plain counters, for the ``hub totals`` line logged when the worker stops."""
+        return {
+            "accepted": self.accepted, "rejected": dict(sorted(self.rejected.items())),
+            "commits": self.commit.count, "commit_seconds": round(self.commit.total, 3),
+            "downlink_sent": self.downlink_sent, "beacons": self.beacons,
+            "beacons_invalid": sum(self.beacons_invalid.values()),
+            "bytes_in": sum(s.bytes_in for s in self.stations.values()),
+            "duplicate_chunks": self.duplicate_chunks, "duplicate_bytes": self.duplicate_bytes,
+        }
 
 
 class HubWorker:
@@ -147,6 +163,14 @@ class HubWorker:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Connect, serve, reconnect; returns after ``stop()``. Logs one ``hub totals:`` JSON
+        line on the way out (also when cancelled), as the station logs its ``link totals``."""
+        try:
+            await self._run()
+        finally:  # the counters die with us
+            log.info("hub totals: %s", json.dumps(self.stats.totals(), sort_keys=True))
+
+    async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self._connection()
@@ -310,9 +334,10 @@ class HubWorker:
 
     async def _chunk(self, client: aiomqtt.Client, station: str, chunk: wire.Chunk) -> None:
         if await self._replayed(client, station, chunk.package_id):
+            self._count_duplicate(len(chunk.data))
             return
         try:
-            partial = await asyncio.to_thread(self._assembly.receive, chunk, sender=station)
+            partial, overlap = await asyncio.to_thread(self._receive_chunk, chunk, station)
         except AssemblyError as exc:
             no_room = isinstance(exc, NoRoom)
             reason = wire.RejectReason.TOO_LARGE if no_room else wire.RejectReason.MALFORMED
@@ -321,12 +346,33 @@ class HubWorker:
                 package_id=chunk.package_id, reason=reason,
                 detail=str(exc)[: wire.MAX_TEXT]), qos=1)
             return
+        self._count_duplicate(overlap)
         if partial.complete:
             await self._commit(client, station, partial)
         else:
             await self._send(client, station, wire.Need(
                 package_id=chunk.package_id, ranges=partial.missing,
                 hub_hlc=self._store.clock.now()))
+
+    def _receive_chunk(self, chunk: wire.Chunk, station: str) -> tuple[Partial, int]:
+        """Store the chunk; also return how many of its bytes were held already. (Blocking.)
+
+        The overlap is taken against what was held just before: another worker of the share
+        that stores the same range in between makes both count it as new, so with several
+        workers the figure is a lower bound."""
+        before = self._assembly.get(chunk.package_id)
+        partial = self._assembly.receive(chunk, sender=station)
+        if before is None:
+            return partial, 0
+        end = chunk.offset + len(chunk.data)
+        overlap = (wire.covered(before.ranges) + (end - chunk.offset)
+                   - wire.covered(wire.add_range(before.ranges, chunk.offset, end)))
+        return partial, overlap
+
+    def _count_duplicate(self, nbytes: int) -> None:
+        if nbytes > 0:
+            self.stats.duplicate_chunks += 1
+            self.stats.duplicate_bytes += nbytes
 
     async def _commit(self, client: aiomqtt.Client, station: str, partial: Partial) -> None:
         started = time.perf_counter()

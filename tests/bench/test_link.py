@@ -28,12 +28,16 @@ async def test_both_systems_deliver_a_small_workload_and_the_table_says_so(
     # Everything crossed the link: the payload plus the sealing and protocol overhead.
     assert cunlink.link_bytes_up > cunlink.payload_bytes
     assert cunlink.chunks_resent is not None and cunlink.bytes_resent is not None
+    # ... and the hub's count of what crossed the link twice, from its "hub totals" line.
+    assert cunlink.hub_dup_chunks is not None and cunlink.hub_dup_bytes is not None
 
     bridge = await run_bridge(payloads, profile, seed=5, time_limit=15, root=tmp_path / "br")
     assert bridge.delivered + bridge.lost == 3 and bridge.chunks_resent is None
+    assert bridge.hub_dup_chunks is None
 
     lines = table(workload, cunlink, bridge, profile.up_rate or 1.0)
     text = "\n".join(lines + verdict(cunlink, profile.up_rate or 1.0))
     assert lines[0].startswith("smoke: 3 cases x 4,000 B")
     assert any(line.split()[:2] == ["delivered", "3"] for line in lines[2:]), text
     assert "everything delivered exactly once" in text and "goodput" in text
+    assert "hub: chunks received twice per failure" in text and "counted at the hub" in text

@@ -42,6 +42,8 @@ HUB_METRICS = frozenset(
         "cunlink_hub_packages_accepted_total",
         "cunlink_hub_packages_rejected_total",
         "cunlink_hub_commit_duration_seconds",  # histogram
+        "cunlink_hub_chunks_duplicate_total",
+        "cunlink_hub_chunk_duplicate_bytes_total",
         "cunlink_hub_downlink_sent_total",
         "cunlink_hub_beacons_invalid_total",
         "cunlink_hub_station_last_seen_timestamp_seconds",

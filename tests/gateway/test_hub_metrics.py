@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import logging
 import socket
 import subprocess
 import sys
@@ -45,6 +47,7 @@ CONTRACT_NAMES = (
     "cunlink_hub_station_outbox_oldest_age_seconds", "cunlink_hub_station_disk_free_bytes",
     "cunlink_hub_station_clock_offset_seconds", "cunlink_hub_station_device_up",
     "cunlink_hub_station_conflicts", "cunlink_hub_station_errors",
+    "cunlink_hub_chunks_duplicate_total", "cunlink_hub_chunk_duplicate_bytes_total",
 )
 
 
@@ -255,6 +258,41 @@ async def test_every_contract_name_is_served(
                     and running[0].hub.stats.beacons == 1)
         names = {name for name, _ in await scrape(http, running[0].metrics.port)}
     assert set(CONTRACT_NAMES) <= names, set(CONTRACT_NAMES) - names
+
+
+async def test_a_chunk_sent_twice_is_counted_once_as_duplicate(
+    plain_broker: MosquittoBroker, station_client: aiomqtt.Client, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What crossed the link twice, as the hub sees it: a chunk it already held counts once
+    (all its bytes), a chunk overlapping what it held counts once (the overlap only)."""
+    caplog.set_level(logging.INFO, logger="cunlink.hub")
+    peers = {"ST1": identity("ST1").public()}
+    pid = bytes(range(16))
+
+    def chunk(offset: int, n: int) -> bytes:
+        return wire.encode(wire.Chunk(package_id=pid, kind=wire.PackageKind.BATCH, size=3000,
+                                      offset=offset, data=bytes(n)))
+
+    async with AsyncExitStack() as stack, aiohttp.ClientSession() as http:
+        running = await workers(stack, tmp_path, plain_broker, peers, 1)
+        await ready(station_client, running)
+        stats = running[0].hub.stats
+        for offset, n in ((0, 1000), (0, 1000)):  # the same chunk twice
+            await station_client.publish("cl/ST1/u", chunk(offset, n), qos=1)
+        await until(lambda: stats.stations["ST1"].bytes_in == 2000)
+        assert (stats.duplicate_chunks, stats.duplicate_bytes) == (1, 1000)
+        await station_client.publish("cl/ST1/u", chunk(1000, 500), qos=1)  # new bytes only
+        await station_client.publish("cl/ST1/u", chunk(1200, 600), qos=1)  # 300 held, 300 new
+        await until(lambda: stats.stations["ST1"].bytes_in == 3100)
+        samples = await scrape(http, running[0].metrics.port)
+    assert get(samples, "cunlink_hub_chunks_duplicate_total") == 2
+    assert get(samples, "cunlink_hub_chunk_duplicate_bytes_total") == 1300
+    # On stopping, the worker logs its counters for whoever reads its log (bench/link.py).
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hub totals:")]
+    totals = json.loads(line.removeprefix("hub totals:"))
+    assert (totals["duplicate_chunks"], totals["duplicate_bytes"]) == (2, 1300)
+    assert totals["bytes_in"] == 3100
 
 
 def test_a_taken_metrics_port_stops_the_worker_with_a_clear_message(tmp_path: Path) -> None:
