@@ -80,13 +80,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     county = build(root / "county", stations=(STATION,))
     results: dict[str, Any] = {}
     try:
-        config = county.station_configs[STATION]
         port = free_port()
-        config.write_text(config.read_text(encoding="utf-8") + "\n".join([
-            "", "[metrics]", "port = 0", "",
-            "[api]", f"port = {port}", "[[api.tokens]]", 'name = "bench"', f'token = "{TOKEN}"',
-            "",
-        ]), encoding="utf-8")
+        config = county.write_station_config(STATION, api_port=port, api_token=TOKEN)
         cfg = load_station_config(config, env={})
         daemon = county.station_daemon(STATION)
         daemon.start()

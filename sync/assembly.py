@@ -31,7 +31,12 @@ class AssemblyError(Exception):
 
 
 class NoRoom(AssemblyError):
-    """Taking the package would eat into the disk space kept in reserve."""
+    """Taking the package would eat into the disk space kept in reserve. `permanent`: it is
+    larger than the whole disk; otherwise the disk is only full for now."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Inconsistent(AssemblyError):
@@ -109,11 +114,14 @@ class Assembly:
         with self._locked(pid):
             partial = self.get(pid)
             if partial is None:
-                free = shutil.disk_usage(self._dir).free
-                if free - chunk.size < self._min_free:
+                usage = shutil.disk_usage(self._dir)
+                if usage.free - chunk.size < self._min_free:
                     raise NoRoom(
                         f"not enough disk for a {chunk.size}-byte package from {sender} "
-                        f"({free} bytes free, {self._min_free} kept in reserve)")
+                        f"({usage.free} bytes free, {self._min_free} kept in reserve)",
+                        # larger than the whole disk: it will never fit, unlike a disk that is
+                        # full for now
+                        permanent=chunk.size > usage.total - self._min_free)
                 partial = Partial(package_id=pid, sender=sender, kind=int(chunk.kind),
                                   size=chunk.size, ranges=())
             elif (partial.sender, partial.kind, partial.size) != (

@@ -30,7 +30,9 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             os.fchmod(fd, mode)
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a disk filling up)
+                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -338,9 +338,20 @@ class HubWorker:
             return
         try:
             partial, overlap = await asyncio.to_thread(self._receive_chunk, chunk, station)
+        except NoRoom as exc:
+            if not exc.permanent:
+                # The county's disk is full for now: a Reject would make every station hold
+                # its scans for a person. Say nothing; the station's stall watchdog offers the
+                # package again later, and ops see the count and the log.
+                self._reject_count("no_room", station, str(exc))
+                return
+            self._reject_count("too_large", station, str(exc))
+            await self._send(client, station, wire.Reject(
+                package_id=chunk.package_id, reason=wire.RejectReason.TOO_LARGE,
+                detail=str(exc)[: wire.MAX_TEXT]), qos=1)
+            return
         except AssemblyError as exc:
-            no_room = isinstance(exc, NoRoom)
-            reason = wire.RejectReason.TOO_LARGE if no_room else wire.RejectReason.MALFORMED
+            reason = wire.RejectReason.MALFORMED
             self._reject_count(reason.name.lower(), station, str(exc))
             await self._send(client, station, wire.Reject(
                 package_id=chunk.package_id, reason=reason,

@@ -42,6 +42,10 @@ log = logging.getLogger("cunlink.uplink")
 
 BLOB_PRIORITY = 2
 _FINISHED_KEPT = 4096  # ids of finished packages remembered (16 B each)
+#: Seconds a finished (acked / rejected) package is not taken up again: long enough for an
+#: outbox read that started before the ack to be over, short enough that `cunlink outbox retry`
+#: of a package the hub rejected takes effect at once while the daemon runs.
+_FINISHED_GRACE = 30.0
 _BEACON_SOURCE_TIMEOUT = 10.0  # seconds a beacon source may take before that beacon is skipped
 
 
@@ -155,7 +159,8 @@ class StationUplink:
         self._active: dict[bytes, _Transfer] = {}
         # Packages acked or rejected lately: an outbox read that started before the ack may
         # still list one, and taking it up again would send a package whose file is gone.
-        self._finished: dict[bytes, None] = {}
+        self._finished: dict[bytes, float] = {}  # package id -> when it finished (monotonic)
+        self._beacon_changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_heard = 0.0
@@ -191,8 +196,9 @@ class StationUplink:
         self._wake.set()
 
     def set_beacon_interval(self, seconds: float) -> None:
-        """A new health-beacon interval (SIGHUP); it applies after the next beacon."""
+        """A new health-beacon interval (SIGHUP): a beacon goes now, then at the new pace."""
         self._beacon_interval = seconds
+        self._beacon_changed.set()
 
     async def run(self) -> None:
         """Connect, transfer, reconnect; returns after ``stop()`` once the link is closed."""
@@ -242,6 +248,10 @@ class StationUplink:
             log.info("connected to %s:%d", self._mqtt.host, self._mqtt.port)
             # Resume: what was never sent goes at once; what was in flight waits for the hub's
             # answer to an offer (see _Transfer.unsure), so a cut costs no blind re-sends.
+            for pid in list(self._active):
+                entry = await self._store.outbox_get(pid)
+                if entry is None or entry.state != "queued":  # `cunlink outbox hold`, or gone
+                    del self._active[pid]
             for transfer in self._active.values():
                 transfer.unsure()
             try:
@@ -309,7 +319,9 @@ class StationUplink:
                 continue
             try:
                 data = await self._read(transfer.entry, start, end)
-            except OSError as exc:  # the store lost the sealed file: no reconnect can fix that
+            except (FileNotFoundError, PermissionError) as exc:
+                # the sealed file is gone or not ours: no reconnect can fix that (other OSErrors,
+                # e.g. too many open files, go to the reconnect path and are tried again)
                 await self._hold_unreadable(transfer, exc)
                 continue
             kind = (wire.PackageKind.BLOB if transfer.entry.kind == "blob"
@@ -339,8 +351,9 @@ class StationUplink:
         for entry in pending:
             if len(self._active) >= self._settings.max_active:
                 break
-            if (entry.package_id in self._active or entry.package_id in self._finished
-                    or entry.state != "queued"):
+            finished = self._finished.get(entry.package_id)
+            if (entry.package_id in self._active or entry.state != "queued"
+                    or (finished is not None and time.monotonic() - finished < _FINISHED_GRACE)):
                 continue
             self._active[entry.package_id] = _Transfer(
                 entry=entry, missing=_initial_missing(entry, self._sizer.size),
@@ -372,7 +385,8 @@ class StationUplink:
         return None
 
     def _finish(self, pid: bytes) -> None:
-        self._finished[pid] = None
+        self._finished.pop(pid, None)
+        self._finished[pid] = time.monotonic()
         while len(self._finished) > _FINISHED_KEPT:
             del self._finished[next(iter(self._finished))]
 
@@ -415,9 +429,9 @@ class StationUplink:
                 continue
             self._last_heard = time.monotonic()
             self.stats.bytes_down += len(payload)
-            # The hub answered through this connection: the next cut starts a fresh backoff
-            # (a backoff that only grows would keep a station on a flaky link mostly silent).
-            self._backoff.reset()
+            # No backoff reset here: with a persistent session the broker delivers queued acks
+            # right after CONNACK, so a connection that dies at once would look healthy. The
+            # watchdog resets it once a connection has lasted stall_timeout.
             try:
                 msg = wire.decode(payload)
             except wire.WireError as exc:
@@ -505,7 +519,10 @@ class StationUplink:
                                      timeout=self._settings.stall_timeout)
                 self.stats.bytes_up += len(payload)
                 self.stats.beacons_sent += 1
-            await asyncio.sleep(self._beacon_interval)
+            self._beacon_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beacon_changed.wait(),
+                                       timeout=self._beacon_interval)
 
     async def _watchdog(self, client: aiomqtt.Client) -> None:
         period = max(0.2, min(5.0, self._settings.stall_timeout / 4))

@@ -33,7 +33,7 @@ class ApiStartError(RuntimeError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listening:
     host: str
-    port: int | None  # None: not served on TCP (no token configured, or the port was taken)
+    port: int | None  # None: not served on TCP (the port was taken)
     socket_path: Path | None
 
 
@@ -91,12 +91,12 @@ async def serve(
     runners: list[web.AppRunner] = []
     created: Path | None = None
     try:
-        port: int | None = None
-        if cfg.api.tokens:
-            port = await _start_tcp(runtime, observer, runners)
-        else:
-            log.warning("no [[api.tokens]] configured: the terminal API listens only on the "
-                        "Unix socket; add a token per terminal to serve %s:%d",
+        # Served even with no token yet: every request is refused (401) until one is added,
+        # and a reload (SIGHUP) that adds one takes effect without a restart.
+        port = await _start_tcp(runtime, observer, runners)
+        if not cfg.api.tokens:
+            log.warning("no [[api.tokens]] configured: the terminal API on %s:%d refuses every "
+                        "request; add a token per terminal, then `systemctl reload cunlink`",
                         cfg.api.listen, cfg.api.port)
         path = None
         if unix_socket:

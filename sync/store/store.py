@@ -404,8 +404,12 @@ class Store(Reads):
             raise ValueError(f"cleanup_orphans needs grace_s >= 0, got {grace_s}")
         named = await self.referenced_blobs() | await self.inbox_blobs()
         paths = await self.referencing_paths()
-        named |= {p.name for p in paths if p.parent == self.blob_dir}
-        sealed = {p.name for p in paths if p.parent == self.sealed_dir}
+        # Kept by name whatever directory the row spells: after the state directory was moved
+        # (and symlinked back) the stored paths differ from ours but still name live files.
+        # Names are content hashes and package ids, so a name never means two different files.
+        referenced = {p.name for p in paths}
+        named |= referenced
+        sealed = referenced
         removed = await asyncio.to_thread(
             blobs.remove_orphans, self.blob_dir, keep=named, grace_s=grace_s,
             blob_names_only=True,
