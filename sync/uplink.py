@@ -45,7 +45,7 @@ _FINISHED_KEPT = 4096  # ids of finished packages remembered (16 B each)
 #: Seconds a finished (acked / rejected) package is not taken up again: long enough for an
 #: outbox read that started before the ack to be over, short enough that `cunlink outbox retry`
 #: of a package the hub rejected takes effect at once while the daemon runs.
-_FINISHED_GRACE = 30.0
+_FINISHED_GRACE = 10.0
 _BEACON_SOURCE_TIMEOUT = 10.0  # seconds a beacon source may take before that beacon is skipped
 
 

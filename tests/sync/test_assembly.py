@@ -57,3 +57,24 @@ def test_no_room_is_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(AssemblyError, match="not enough disk"):
         assembly.receive(chunk(b"a" * 10, 0, 20), sender="ST001")
     assert list(tmp_path.glob("*.part")) == []
+
+
+def test_a_full_disk_for_now_and_a_package_larger_than_the_disk_are_told_apart(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from sync.assembly import NoRoom
+
+    usage = shutil.disk_usage(tmp_path)
+    # Reserve all but 1 KiB of what is free: a 2 KiB package does not fit today, but would
+    # on an emptier disk, so the hub must not refuse it for good (no Reject: stations retry).
+    full_now = Assembly(tmp_path / "a", min_free_bytes=usage.free - 1024)
+    with pytest.raises(NoRoom) as now:
+        full_now.receive(chunk(b"x" * 100, 0, 2048), sender="ST001")
+    assert now.value.permanent is False
+    # A package larger than the whole disk less its reserve can never fit: refused for good.
+    small_disk = Assembly(tmp_path / "b", min_free_bytes=usage.total - 1024)
+    with pytest.raises(NoRoom) as never:
+        small_disk.receive(chunk(b"x" * 100, 0, 2048), sender="ST001")
+    assert never.value.permanent is True

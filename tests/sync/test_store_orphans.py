@@ -98,3 +98,19 @@ async def test_periodic_sweep_runs_until_cancelled(store: Store, tmp_path: Path)
         await task
     with pytest.raises(ValueError, match="grace_s >= 3600"):
         await store.sweep_orphans_forever(grace_s=60)
+
+
+async def test_files_are_kept_by_name_when_rows_spell_another_directory(
+    store: Store, tmp_path: Path,
+) -> None:
+    # The state directory was moved to a bigger disk and symlinked back: the outbox rows still
+    # say the old path. The sweep must not take the backlog's sealed files for orphans.
+    (store.sealed_dir / "backlog.blob").write_bytes(b"sealed scan waiting for the link")
+    await store.append_local("ST001", [], outbox=[OutboxPut(
+        package_id=b"m" * 16, kind="blob", priority=PRIORITY_BLOBS, destination="HUB01",
+        path=tmp_path / "old-state" / "sealed" / "backlog.blob", size=32)])
+    (store.sealed_dir / "stray.blob").write_bytes(b"nobody names me")
+    age_everything(store)
+    assert await store.cleanup_orphans() == 1
+    assert (store.sealed_dir / "backlog.blob").exists()
+    assert not (store.sealed_dir / "stray.blob").exists()
