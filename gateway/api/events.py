@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from gateway.api.auth import WS_PROTOCOL
 from gateway.api.context import runtime
 from gateway.api.errors import ApiError
-from gateway.runtime import BusFull, Subscription, iso_utc
+from gateway.bus import BusFull, Subscription, iso_utc
 
 HEARTBEAT_SECONDS = 30.0
 SEND_TIMEOUT = 10.0

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.runtime import BusFull, EventBus
+from gateway.bus import BusFull, EventBus
 
 
 async def test_every_subscriber_gets_every_message_in_order() -> None:
