@@ -54,6 +54,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "garbage",      # not a wire message: not msgpack, wrong version, wrong field types
     "oversized",    # over MAX_MESSAGE_BYTES, or a transfer claiming more than its kind allows
     "replay",       # an already committed package again: acknowledged again, not applied
+    "no_room",      # the hub's disk is full for now: no Reject, the station offers it again
     "wrong_topic",  # not a cunlink topic, or a hub-to-station message on an uplink topic
     "internal",     # a bug on this side (logged with its traceback); never the sender's fault
 )
