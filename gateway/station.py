@@ -58,6 +58,7 @@ async def run_station(cfg: StationConfig, *, config_path: Path) -> None:
             settings=wiring.transfer_settings(cfg), software=runtime.software,
             on_event=runtime.on_uplink_event, beacon=beacon_source(runtime),
             beacon_interval=float(cfg.metrics.beacon_interval_seconds),
+            suite=wiring.suite(cfg.keys.suite),
         )
         runtime.attach_uplink(uplink)
         cache = SnapshotCache()

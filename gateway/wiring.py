@@ -48,6 +48,7 @@ def transfer_settings(cfg: StationConfig) -> TransferSettings:
         stall_timeout=float(t.stall_timeout_seconds),
         backoff_initial=t.backoff_initial_seconds, backoff_max=t.backoff_max_seconds,
         daily_budget=t.daily_budget_bytes, outbox_poll=t.outbox_poll_seconds,
+        bundle=t.bundle_small_packages,
     )
 
 

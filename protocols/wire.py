@@ -59,6 +59,7 @@ class MsgType(IntEnum):
 class PackageKind(IntEnum):
     BATCH = 0  # a sealed event batch
     BLOB = 1  # a sealed blob container
+    BUNDLE = 2  # a sealed batch carrying several small packages (docs/protocol.md section 7)
 
 
 class RejectReason(IntEnum):

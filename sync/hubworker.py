@@ -37,8 +37,8 @@ from sync.assembly import Assembly, AssemblyError, NoRoom, Partial
 from sync.blobfile import open_file
 from sync.mqttlink import MqttSettings, make_client
 from sync.pacing import Backoff
-from sync.packages import PackageContentError, open_event_batch
-from sync.store import Store
+from sync.packages import PackageContentError, open_bundle, open_event_batch
+from sync.store import RemotePackage, Store
 
 log = logging.getLogger("cunlink.hub")
 
@@ -294,9 +294,10 @@ class HubWorker:
     async def _size_ok(self, client: aiomqtt.Client, station: str,
                        msg: wire.Offer | wire.Chunk) -> bool:
         """A transfer may not announce more than its kind can hold (the wire bounds blobs)."""
-        if msg.kind != wire.PackageKind.BATCH or msg.size <= MAX_BATCH_PACKAGE:
+        if msg.kind == wire.PackageKind.BLOB or msg.size <= MAX_BATCH_PACKAGE:
             return True
-        detail = (f"package {msg.package_id.hex()} announces {msg.size} bytes; a sealed batch "
+        what = "bundle" if msg.kind == wire.PackageKind.BUNDLE else "batch"
+        detail = (f"package {msg.package_id.hex()} announces {msg.size} bytes; a sealed {what} "
                   f"is at most {MAX_BATCH_PACKAGE}")
         self._reject_count("oversized", station, detail)
         await self._send(client, station, wire.Reject(
@@ -407,8 +408,11 @@ class HubWorker:
     async def _commit_claimed(self, client: aiomqtt.Client, station: str, partial: Partial,
                               peers: dict[bytes, PeerIdentity], started: float) -> None:
         pid = partial.package_id
+        carried = 1  # packages this commit acknowledges (a bundle: its members)
         try:
-            if partial.kind == wire.PackageKind.BATCH:
+            if partial.kind == wire.PackageKind.BUNDLE:
+                carried = await self._commit_bundle(station, peers, partial)
+            elif partial.kind == wire.PackageKind.BATCH:
                 sealed = await asyncio.to_thread(self._assembly.part_path(pid).read_bytes)
                 opened, events = open_event_batch(sealed, me=self._identity, peers=peers,
                                                   expected_sender=station)
@@ -429,10 +433,15 @@ class HubWorker:
                 package_id=pid, reason=reason, detail=str(exc)[: wire.MAX_TEXT]), qos=1)
             return
         await asyncio.to_thread(self._assembly.discard, pid)
-        self.stats.accepted += 1
+        self.stats.accepted += carried
         self.stats.commit.observe(time.perf_counter() - started)
-        self.stats.stations.setdefault(station, StationSeen()).packages += 1
-        log.info("committed package %s from %s (%d bytes)", pid.hex(), station, partial.size)
+        self.stats.stations.setdefault(station, StationSeen()).packages += carried
+        if partial.kind == wire.PackageKind.BUNDLE:
+            log.info("committed bundle %s from %s (%d bytes, %d new packages)", pid.hex(),
+                     station, partial.size, carried)
+        else:
+            log.info("committed package %s from %s (%d bytes)", pid.hex(), station,
+                     partial.size)
         await self._ack(client, station, pid)
 
     async def _commit_blob(self, station: str, peers: dict[bytes, PeerIdentity],
@@ -452,6 +461,43 @@ class HubWorker:
         # reference it may arrive days later (the station deletes its copy on our ack)
         await self._store.apply_remote([], package_id=partial.package_id, sender=station,
                                        blob_sha256=ref.sha256)
+
+    async def _commit_bundle(self, station: str, peers: dict[bytes, PeerIdentity],
+                             partial: Partial) -> int:
+        """Open a bundle, check every member, then commit the members not yet committed and
+        the bundle itself in one transaction (docs/protocol.md section 7). Returns how many
+        members were new; those already committed are replays, skipped."""
+        pid = partial.package_id
+        sealed = await asyncio.to_thread(self._assembly.part_path(pid).read_bytes)
+        opened, members = open_bundle(sealed, me=self._identity, peers=peers,
+                                      expected_sender=station)
+        if opened.package_id != pid:
+            raise PackageContentError("the sealed package id differs from the transfer's")
+        packages: list[RemotePackage] = []
+        replayed = 0
+        with tempfile.TemporaryDirectory(dir=self._incoming) as scratch:
+            for index, member in enumerate(members):
+                if await self._store.inbox_has(member.package_id):
+                    replayed += 1
+                    continue
+                if member.events is not None:
+                    packages.append(RemotePackage(package_id=member.package_id,
+                                                  events=member.events))
+                    continue
+                assert member.blob is not None
+                plain = Path(scratch) / f"member-{index}"
+                await asyncio.to_thread(plain.write_bytes, member.blob)
+                ref = await self._store.put_blob_file(plain)
+                # the inbox row names the blob (see _commit_blob)
+                packages.append(RemotePackage(package_id=member.package_id,
+                                              blob_sha256=ref.sha256))
+        if replayed:
+            self._reject_count("replay", station, f"{replayed} of the {len(members)} packages "
+                               f"in bundle {pid.hex()} were already committed; not applied "
+                               "twice", level=logging.INFO)
+        packages.append(RemotePackage(package_id=pid))
+        await self._store.apply_remote_packages(packages, sender=station)
+        return len(packages) - 1
 
     # -- what `cunlink hub stations` shows --------------------------------------------------
 

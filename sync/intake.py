@@ -227,9 +227,12 @@ class CaseIntake:
             )
             puts = [OutboxPut(package_id=batch_id, kind="batch", priority=PRIORITY_EVENTS,
                               destination=hub.id, payload=package, size=len(package),
-                              case=case)]
+                              case=case, plain=encoded)]
+            # plain / blob_sha256: what lets the uplink carry several small packages in one
+            # sealed bundle at send time (docs/protocol.md section 7)
             puts += [OutboxPut(package_id=m.package_id, kind="blob", priority=PRIORITY_BLOBS,
-                               destination=hub.id, path=m.path, size=m.sealed_size, case=case)
+                               destination=hub.id, path=m.path, size=m.sealed_size, case=case,
+                               blob_sha256=m.body["sha256"])
                      for m in sealed]
             return puts
 

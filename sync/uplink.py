@@ -13,7 +13,13 @@ next piece among the active transfers in that order. At most ``window`` chunks' 
 bytes (``window`` x the current chunk size) are unconfirmed: counted in bytes, so that many small
 packages can be on their way at once, while a cut still costs at most that much.
 Stalls are found by lack of progress: bytes outstanding and nothing heard from the hub for
-``stall_timeout`` seconds forces a reconnect, with exponential backoff and full jitter.
+``stall_timeout`` seconds forces a reconnect, with exponential backoff and full jitter. The
+backoff starts again from its first step once the hub confirms bytes sent on the current
+connection: a link that carries data again is not a failing one.
+
+Small packages waiting side by side are carried together in one sealed bundle made at send
+time (``sync.bundling``, docs/protocol.md section 7); the hub's Ack for the bundle is the Ack
+of each member, and if the hub refuses a bundle its members go again one by one.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from typing import Any
 import aiomqtt
 
 from protocols import wire
-from protocols.envelope import EnvelopeError, LocalIdentity, PeerIdentity
+from protocols.envelope import EnvelopeError, LocalIdentity, PeerIdentity, Suite
+from sync import bundling
 from sync.mqttlink import MqttSettings, force_close, make_client
 from sync.pacing import Backoff, ChunkSizer, DailyBudget
 from sync.packages import PackageContentError, open_event_batch
@@ -47,6 +54,8 @@ _FINISHED_KEPT = 4096  # ids of finished packages remembered (16 B each)
 #: of a package the hub rejected takes effect at once while the daemon runs.
 _FINISHED_GRACE = 10.0
 _BEACON_SOURCE_TIMEOUT = 10.0  # seconds a beacon source may take before that beacon is skipped
+_BUNDLES_KEPT = 1024  # bundles whose members are remembered for a late Ack (ids only)
+_SOLO_KEPT = 4096  # packages that must travel on their own (their bundle was refused)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +71,7 @@ class TransferSettings:
     outbox_poll: float = 1.0
     max_active: int = 32  # packages in progress at once (many small ones share the window)
     shutdown_grace: float = 10.0
+    bundle: bool = True  # carry small waiting packages together in sealed bundles
 
 
 @dataclass(slots=True)
@@ -99,6 +109,20 @@ class _Transfer:
     # they wait for the hub's answer to an offer instead of being sent again blindly.
     held: wire.Ranges = ()
     offer_due: bool = False
+    # A bundle (made here at send time, held in memory): the queued packages it carries.
+    members: tuple[OutboxEntry, ...] = ()
+
+    @property
+    def wire_kind(self) -> wire.PackageKind:
+        if self.members:
+            return wire.PackageKind.BUNDLE
+        return wire.PackageKind.BLOB if self.entry.kind == "blob" else wire.PackageKind.BATCH
+
+    @property
+    def fresh(self) -> bool:
+        """Nothing of it sent yet, and it would go whole as one chunk."""
+        return (self.missing == ((0, self.entry.size),) and not self.ever_sent
+                and not self.inflight and not self.held and not self.offer_due)
 
     def unsure(self) -> None:
         """The connection these chunks went out on is gone: hold them until the hub says."""
@@ -134,6 +158,7 @@ class StationUplink:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         beacon: Callable[[], Awaitable[bytes]] | None = None,
         beacon_interval: float = 300.0,
+        suite: Suite = Suite.X25519_SHA256_AES256GCM,
     ) -> None:
         if beacon is not None and beacon_interval <= 0:
             raise ValueError(f"beacon_interval={beacon_interval}: must be > 0 seconds")
@@ -144,6 +169,7 @@ class StationUplink:
         self._mqtt = mqtt
         self._settings = settings
         self._software = software
+        self._suite = suite
         self._rng = rng
         self._on_event = on_event or (lambda _kind, _data: None)
         self._beacon = beacon
@@ -160,6 +186,11 @@ class StationUplink:
         # Packages acked or rejected lately: an outbox read that started before the ack may
         # still list one, and taking it up again would send a package whose file is gone.
         self._finished: dict[bytes, float] = {}  # package id -> when it finished (monotonic)
+        self._bundles: dict[bytes, tuple[bytes, ...]] = {}  # bundle id -> member package ids
+        self._in_bundle: dict[bytes, bytes] = {}  # member package id -> its bundle in _active
+        self._solo: dict[bytes, None] = {}  # members of a refused bundle: sent one by one
+        self._bundle_overhead = bundling.seal_overhead(station_id, hub.id)
+        self._connected_at = 0.0  # monotonic time the current connection came up
         self._beacon_changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -248,10 +279,14 @@ class StationUplink:
             log.info("connected to %s:%d", self._mqtt.host, self._mqtt.port)
             # Resume: what was never sent goes at once; what was in flight waits for the hub's
             # answer to an offer (see _Transfer.unsure), so a cut costs no blind re-sends.
-            for pid in list(self._active):
-                entry = await self._store.outbox_get(pid)
-                if entry is None or entry.state != "queued":  # `cunlink outbox hold`, or gone
-                    del self._active[pid]
+            self._connected_at = time.monotonic()
+            for pid, transfer in list(self._active.items()):
+                ids = [m.package_id for m in transfer.members] or [pid]
+                for member in ids:
+                    entry = await self._store.outbox_get(member)
+                    if entry is None or entry.state != "queued":  # `outbox hold`, or gone
+                        self._drop(pid)
+                        break
             for transfer in self._active.values():
                 transfer.unsure()
             try:
@@ -289,8 +324,7 @@ class StationUplink:
 
     async def _offer(self, client: aiomqtt.Client, transfer: _Transfer) -> None:
         entry = transfer.entry
-        kind = wire.PackageKind.BLOB if entry.kind == "blob" else wire.PackageKind.BATCH
-        offer = wire.Offer(package_id=entry.package_id, kind=kind, size=entry.size,
+        offer = wire.Offer(package_id=entry.package_id, kind=transfer.wire_kind, size=entry.size,
                            priority=entry.priority)
         transfer.last_heard = time.monotonic()
         await self._publish(client, wire.encode(offer))
@@ -304,6 +338,8 @@ class StationUplink:
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         while not self._stopping.is_set():
             await self._refill()
+            if self._settings.bundle:
+                await self._coalesce()
             piece = self._next_piece()
             if piece is None:
                 self._wake.clear()
@@ -324,10 +360,8 @@ class StationUplink:
                 # e.g. too many open files, go to the reconnect path and are tried again)
                 await self._hold_unreadable(transfer, exc)
                 continue
-            kind = (wire.PackageKind.BLOB if transfer.entry.kind == "blob"
-                    else wire.PackageKind.BATCH)
-            chunk = wire.Chunk(package_id=transfer.pid, kind=kind, size=transfer.entry.size,
-                               offset=start, data=data)
+            chunk = wire.Chunk(package_id=transfer.pid, kind=transfer.wire_kind,
+                               size=transfer.entry.size, offset=start, data=data)
             resent = wire.covered(_intersect(transfer.ever_sent, start, end))
             transfer.inflight[(start, end)] = time.monotonic()
             transfer.ever_sent = wire.add_range(transfer.ever_sent, start, end)
@@ -346,18 +380,95 @@ class StationUplink:
     async def _refill(self) -> None:
         if len(self._active) >= self._settings.max_active:
             return
+        # Members of bundles on their way are still queued: read past them.
         pending = await self._store.outbox_pending(
-            destination=None, limit=self._settings.max_active * 2)
+            destination=None, limit=self._settings.max_active * 2 + len(self._in_bundle))
         for entry in pending:
             if len(self._active) >= self._settings.max_active:
                 break
             finished = self._finished.get(entry.package_id)
-            if (entry.package_id in self._active or entry.state != "queued"
+            if (entry.package_id in self._active or entry.package_id in self._in_bundle
+                    or entry.state != "queued"
                     or (finished is not None and time.monotonic() - finished < _FINISHED_GRACE)):
                 continue
             self._active[entry.package_id] = _Transfer(
                 entry=entry, missing=_initial_missing(entry, self._sizer.size),
                 last_heard=time.monotonic())
+
+    async def _coalesce(self) -> None:
+        """If the next package to go is small and fresh, and others like it wait behind it,
+        replace them by one bundle carrying them all (one chunk at most: a cut still costs at
+        most what is in flight)."""
+        run: list[OutboxEntry] = []
+        for transfer in sorted(self._active.values(),
+                               key=lambda t: (t.entry.priority, t.entry.first_queued_ms)):
+            if transfer.missing is None or transfer.offer_due:
+                break  # an offer goes next
+            if not self._wanted(transfer):
+                continue  # all of it in flight, or waiting for the hub's answer
+            if transfer.members or not transfer.fresh or transfer.pid in self._solo:
+                break
+            run.append(transfer.entry)
+        members = bundling.plan(run, cap=self._sizer.size, overhead=self._bundle_overhead)
+        if not members:
+            return
+        created = int(time.time() * 1000)
+        pid = bundling.new_package_id(created)
+        try:
+            sealed = await asyncio.to_thread(
+                bundling.build, members, blob_path=self._store.blob_path,
+                sender=self._identity, recipient=self._hub, suite=self._suite,
+                package_id=pid, created_ms=created)
+        except OSError as exc:
+            # a scan's plaintext is missing or damaged: its sealed container still carries it
+            for entry in members:
+                if entry.kind == "blob":
+                    self._add_solo(entry.package_id)
+            log.warning("could not bundle %d packages (%s); the scans among them go on their "
+                        "own", len(members), exc)
+            return
+        for entry in members:  # the connection may have changed while sealing
+            current = self._active.get(entry.package_id)
+            if current is None or not current.fresh:
+                return
+        for entry in members:
+            del self._active[entry.package_id]
+            self._in_bundle[entry.package_id] = pid
+        self._bundles[pid] = tuple(m.package_id for m in members)
+        while len(self._bundles) > _BUNDLES_KEPT:
+            del self._bundles[next(iter(self._bundles))]
+        entry = OutboxEntry(
+            package_id=pid, kind="batch", priority=members[0].priority,
+            destination=self._hub.id, payload=sealed, path=None, size=len(sealed), case=None,
+            state="queued", attempts=0, bytes_acked=0,
+            first_queued_ms=min(m.first_queued_ms for m in members), last_attempt_ms=None)
+        self._active[pid] = _Transfer(entry=entry, missing=((0, len(sealed)),),
+                                      last_heard=time.monotonic(), members=tuple(members))
+        log.debug("bundle %s: %d packages, %d bytes sealed", pid.hex(), len(members), len(sealed))
+
+    def _wanted(self, transfer: _Transfer) -> wire.Ranges:
+        wanted = transfer.missing or ()
+        for start, end in (*transfer.inflight, *transfer.held):
+            wanted = _subtract(wanted, start, end)
+        return wanted
+
+    def _drop(self, pid: bytes) -> None:
+        """Stop working on a transfer; a bundle's members are taken up again on their own
+        refill (a bundle is only an in-memory way of carrying them)."""
+        transfer = self._active.pop(pid, None)
+        if transfer is not None:
+            for member in transfer.members:
+                self._in_bundle.pop(member.package_id, None)
+
+    def _add_solo(self, pid: bytes) -> None:
+        self._solo[pid] = None
+        while len(self._solo) > _SOLO_KEPT:
+            del self._solo[next(iter(self._solo))]
+
+    def _progress(self, sent_at: float) -> None:
+        """The hub confirmed bytes sent at ``sent_at``: if on this connection, the link works."""
+        if sent_at >= self._connected_at:
+            self._backoff.reset()
 
     def _next_piece(self) -> tuple[_Transfer, int, int] | None:
         in_flight = self._inflight_bytes()
@@ -369,9 +480,7 @@ class StationUplink:
         for transfer in order:
             if transfer.missing is None or transfer.offer_due:
                 return transfer, 0, 0
-            wanted = transfer.missing
-            for start, end in (*transfer.inflight, *transfer.held):
-                wanted = _subtract(wanted, start, end)
+            wanted = self._wanted(transfer)
             if not wanted:
                 continue
             start, stop = wanted[0]
@@ -455,21 +564,44 @@ class StationUplink:
                         del transfer.inflight[span]
                         self._sizer.confirmed(now, span[1] - span[0])
                         self.stats.rtt_seconds = now - sent_at
+                        self._progress(sent_at)
                 self._wake.set()
             case wire.Ack(package_id=pid, hub_hlc=hub_hlc, committed_ms=committed):
                 self._finish(pid)
-                transfer = self._active.pop(pid, None)
+                transfer = self._active.get(pid)
+                self._drop(pid)
                 if transfer is not None:
-                    for span in transfer.inflight:
+                    for span, sent_at in transfer.inflight.items():
                         self._sizer.confirmed(now, span[1] - span[0])
-                await self._store.outbox_delivered(pid, hub_hlc=hub_hlc)
-                self.stats.delivered += 1
+                        self._progress(sent_at)
+                # a bundle's Ack is the Ack of every package it carried
+                delivered = self._bundles.pop(pid, None) or (pid,)
+                for member in delivered:
+                    if member != pid:
+                        self._finish(member)
+                        self._drop(member)  # taken up on its own meanwhile
+                        self._solo.pop(member, None)
+                await self._store.outbox_delivered_many(delivered, hub_hlc=hub_hlc)
+                self.stats.delivered += len(delivered)
                 self.stats.hub_offset_ms = committed - int(time.time() * 1000)
-                self._on_event("delivered", {"package": pid.hex()})
+                for member in delivered:
+                    self._on_event("delivered", {"package": member.hex()})
+                self._wake.set()
+            case wire.Reject(package_id=pid, reason=reason, detail=detail) if (
+                    pid in self._bundles):
+                # Refused as a whole: send the members one by one, so that only a package
+                # that is itself at fault is held (with the hub's reason) for a person.
+                self._finish(pid)
+                self._drop(pid)
+                members = self._bundles.pop(pid)
+                for member in members:
+                    self._add_solo(member)
+                log.warning("hub refused bundle %s (%s %s); its %d packages go one by one",
+                            pid.hex(), reason.name, detail, len(members))
                 self._wake.set()
             case wire.Reject(package_id=pid, reason=reason, detail=detail):
                 self._finish(pid)
-                self._active.pop(pid, None)
+                self._drop(pid)
                 await self._store.outbox_hold(pid)
                 await self._store.kv_put(f"reject:{pid.hex()}",
                                          f"{reason.name}: {detail}".encode())

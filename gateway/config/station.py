@@ -106,6 +106,7 @@ class TransferSettings:
     backoff_max_seconds: float = field(default=300.0, metadata=setting(Float(lo=1.0, hi=86400.0)))
     daily_budget_bytes: int = field(default=0, metadata=setting(Int(lo=0, hi=10**13)))  # 0 = off
     outbox_poll_seconds: float = field(default=1.0, metadata=setting(Float(lo=0.05, hi=60.0)))
+    bundle_small_packages: bool = field(default=True, metadata=setting(Bool()))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

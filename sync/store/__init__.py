@@ -18,7 +18,7 @@ from sync.store.outbox import (
 )
 from sync.store.reads import CaseSummary, TransferIn
 from sync.store.schema import LATEST_VERSION, MIGRATIONS, Migration
-from sync.store.store import Store
+from sync.store.store import RemotePackage, Store
 from sync.store.writer import WriterStats
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "OutboxPut",
     "OutboxStats",
     "QuarantineReport",
+    "RemotePackage",
     "Store",
     "StoreCorruptError",
     "StoreError",

@@ -38,6 +38,11 @@ class OutboxPut:
     path: Path | None = None
     size: int
     case: str | None = None
+    #: What a bundle needs to carry this package's content (docs/protocol.md section 7): a
+    #: batch's event payload, or the SHA-256 (hex) of a blob package's material in the blob
+    #: store. None: the package travels only on its own.
+    plain: bytes | None = None
+    blob_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.package_id) <= 64:
@@ -64,6 +69,12 @@ class OutboxPut:
                 )
         if self.size < 0:
             raise ValueError(f"OutboxPut.size must be >= 0, got {self.size}")
+        if self.plain is not None and self.kind != "batch":
+            raise ValueError("OutboxPut.plain is the event payload of a batch package")
+        if self.blob_sha256 is not None and (
+                self.kind != "blob" or len(self.blob_sha256) != 64):
+            raise ValueError("OutboxPut.blob_sha256 is the 64-hex-digit SHA-256 of a blob "
+                             "package's material")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +94,8 @@ class OutboxEntry:
     bytes_acked: int
     first_queued_ms: int
     last_attempt_ms: int | None
+    plain: bytes | None = None  # see OutboxPut
+    blob_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,7 +114,7 @@ class OutboxStats:
 
 COLUMNS = (
     "package_id, kind, priority, destination, payload, path, size, case_id, state, attempts, "
-    "bytes_acked, first_queued_ms, last_attempt_ms"
+    "bytes_acked, first_queued_ms, last_attempt_ms, plain, blob_sha256"
 )
 
 
@@ -112,12 +125,13 @@ def row_to_entry(row: Sequence[Any]) -> OutboxEntry:
         path=None if row[5] is None else Path(row[5]),
         size=row[6], case=row[7], state=row[8], attempts=row[9], bytes_acked=row[10],
         first_queued_ms=row[11], last_attempt_ms=row[12],
+        plain=None if row[13] is None else bytes(row[13]), blob_sha256=row[14],
     )
 
 
 _INSERT = (
     "INSERT INTO outbox (package_id, kind, priority, destination, payload, path, size, "
-    "case_id, first_queued_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "case_id, first_queued_ms, plain, blob_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -126,7 +140,8 @@ def put(conn: sqlite3.Connection, puts: Sequence[OutboxPut], now_ms: int) -> Non
     try:
         conn.executemany(_INSERT, [
             (p.package_id, p.kind, p.priority, p.destination, p.payload,
-             None if p.path is None else str(p.path), p.size, p.case, now_ms)
+             None if p.path is None else str(p.path), p.size, p.case, now_ms, p.plain,
+             p.blob_sha256)
             for p in puts
         ])
     except sqlite3.IntegrityError as exc:

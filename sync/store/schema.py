@@ -133,11 +133,24 @@ def _v4_inbox_blob(conn: sqlite3.Connection) -> None:
     _run(conn, "ALTER TABLE inbox ADD COLUMN blob_sha256 TEXT")
 
 
+def _v5_outbox_contents(conn: sqlite3.Connection) -> None:
+    # What a package carries, unsealed, so that several small queued packages can be carried
+    # together in one sealed bundle at send time (docs/protocol.md section 7): a batch's event
+    # payload (`plain`), or the SHA-256 of a blob package's material (its plaintext is in the
+    # blob store). NULL for rows queued before this version: those travel on their own.
+    _run(
+        conn,
+        "ALTER TABLE outbox ADD COLUMN plain BLOB",
+        "ALTER TABLE outbox ADD COLUMN blob_sha256 TEXT",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, summary="event log, origins, clock, inbox", apply=_v1_event_log),
     Migration(version=2, summary="outbox", apply=_v2_outbox),
     Migration(version=3, summary="kv, transfer_in, counters", apply=_v3_transfer_state),
     Migration(version=4, summary="inbox names committed blobs", apply=_v4_inbox_blob),
+    Migration(version=5, summary="outbox keeps what a bundle needs", apply=_v5_outbox_contents),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -100,6 +100,16 @@ class LockedClock(HybridLogicalClock):
 
 
 @dataclass(frozen=True, slots=True)
+class RemotePackage:
+    """One package for `Store.apply_remote_packages`: its events (none for a blob package)
+    and, for a blob package, the SHA-256 of its content, already stored with put_blob_file."""
+
+    package_id: bytes
+    events: Sequence[Event] = ()
+    blob_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _AppendJob:
     prepared: eventlog.PreparedAppend
     seal: EncodedSealFn
@@ -321,6 +331,41 @@ class Store(Reads):
             )
         return result
 
+    async def apply_remote_packages(
+        self, packages: Sequence[RemotePackage], *, sender: str
+    ) -> list[ApplyResult]:
+        """`apply_remote` for several packages in one transaction (the members of a bundle and
+        the bundle itself): all are recorded, or none. Packages already in the inbox are
+        skipped (their result says so: nothing new)."""
+        items = list(packages)
+        for item in items:
+            if item.blob_sha256 is not None:
+                blobs.blob_path(self.blob_dir, item.blob_sha256)  # a StoreError if not a SHA-256
+        now = self._wall_ms()
+
+        def write(conn: sqlite3.Connection) -> list[tuple[ApplyResult, list[Event]]]:
+            out: list[tuple[ApplyResult, list[Event]]] = []
+            for item in items:
+                held = conn.execute("SELECT 1 FROM inbox WHERE package_id = ?",
+                                    (item.package_id,)).fetchone()
+                if held is not None:
+                    out.append((eventlog.ApplyResult(new=0, duplicate=len(item.events),
+                                                     gaps={}), []))
+                    continue
+                out.append(eventlog.apply_remote(
+                    conn, self.clock, item.events, package_id=item.package_id, sender=sender,
+                    now_ms=now, blob_sha256=item.blob_sha256))
+            return out
+
+        done = await self._writer.submit(write)
+        for _, rejected in done:
+            for event in rejected:
+                log.warning(
+                    "refused event %s from %s: seq %d of that origin is already another event",
+                    event.id, event.origin, event.seq,
+                )
+        return [result for result, _ in done]
+
     # -- outbox ------------------------------------------------------------------------------
 
     async def outbox_progress(self, package_id: bytes, bytes_acked: int) -> bool:
@@ -350,6 +395,33 @@ class Store(Reads):
         found, path = await self._writer.submit(write)
         if path is not None:
             await asyncio.to_thread(self._unlink_sealed, path)
+        return found
+
+    async def outbox_delivered_many(
+        self, package_ids: Sequence[bytes], *, hub_hlc: int | None = None
+    ) -> int:
+        """`outbox_delivered` for several packages (the members of a bundle the hub
+        acknowledged) in one transaction; returns how many were still queued."""
+        ids = list(package_ids)
+
+        def write(conn: sqlite3.Connection) -> tuple[int, list[Path]]:
+            if hub_hlc is not None:
+                self.clock.absorb_hub(hub_hlc)
+            found, paths = 0, []
+            for package_id in ids:
+                held, path = outbox.delete(conn, package_id)
+                found += held
+                if path is not None:
+                    paths.append(path)
+            return found, paths
+
+        found, paths = await self._writer.submit(write)
+        def unlink_all() -> None:
+            for path in paths:
+                self._unlink_sealed(path)
+
+        if paths:
+            await asyncio.to_thread(unlink_all)
         return found
 
     def _unlink_sealed(self, path: Path) -> None:

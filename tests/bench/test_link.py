@@ -25,6 +25,8 @@ async def test_both_systems_deliver_a_small_workload_and_the_table_says_so(
     assert (cunlink.delivered, cunlink.lost, cunlink.duplicated) == (3, 0, 0)
     assert cunlink.finished and 0 < cunlink.seconds < workload.time_limit
     assert cunlink.payload_bytes == 3 * 4_000
+    # each case also carries its events (form, material record, submission): a few hundred B
+    assert 3 * 4_000 + 3 * 200 < cunlink.case_bytes < 3 * 4_000 + 3 * 2_000
     # Everything crossed the link: the payload plus the sealing and protocol overhead.
     assert cunlink.link_bytes_up > cunlink.payload_bytes
     assert cunlink.chunks_resent is not None and cunlink.bytes_resent is not None
@@ -40,4 +42,5 @@ async def test_both_systems_deliver_a_small_workload_and_the_table_says_so(
     assert lines[0].startswith("smoke: 3 cases x 4,000 B")
     assert any(line.split()[:2] == ["delivered", "3"] for line in lines[2:]), text
     assert "everything delivered exactly once" in text and "goodput" in text
+    assert "goodput, whole cases" in text and "goodput on scans only" in text
     assert "hub: chunks received twice per failure" in text and "counted at the hub" in text
