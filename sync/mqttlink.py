@@ -7,16 +7,20 @@
   than the kernel's fifteen minutes; the transfer engine watches progress on top of this;
 - a fresh aiomqtt ``Client`` per connection: cunlink's durability lives in its own outbox, so
   paho's in-memory resend store has nothing worth keeping, and a fresh object cannot be wedged
-  by a disconnect that never completed on a stalled link.
+  by a disconnect that never completed on a stalled link;
+- a client that says when its CONNECT is on its way and whether the broker kept the session,
+  so the station can send right behind CONNECT instead of waiting a round trip for CONNACK.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -51,9 +55,47 @@ def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     return context
 
 
+class Client(aiomqtt.Client):
+    """aiomqtt's client, plus ``connect_sent`` and ``session_present``.
+
+    MQTT lets a client send packets right behind its CONNECT without waiting for the CONNACK
+    (MQTT 5.0 section 3.1.4); on 2G every round trip is half a second or more, and a link cut
+    every few minutes pays it on every reconnect. ``connect_sent`` is set once paho has
+    queued CONNECT on the open TLS socket (anything published after it follows it on the wire),
+    and ``session_present`` is the CONNACK's flag (False: the broker holds no subscription for
+    us, so answers to anything sent before our SUBSCRIBE were lost).
+
+    Both hook aiomqtt 2.x internals (``_client_connect`` runs paho's connect in an executor
+    thread; ``_on_connect`` is paho's CONNACK callback), which is why aiomqtt is pinned below
+    3. Should a 2.x release rename them, ``connect_sent`` never fires and the station simply
+    waits for CONNACK as before; tests/sync/test_mqttlink.py notices.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connect_sent = asyncio.Event()
+        self.session_present: bool | None = None
+        self._loop_for_hooks: asyncio.AbstractEventLoop | None = None
+
+    async def __aenter__(self) -> Self:
+        self._loop_for_hooks = asyncio.get_running_loop()
+        await super().__aenter__()
+        return self
+
+    def _client_connect(self) -> None:  # an executor thread
+        super()._client_connect()
+        if self._loop_for_hooks is not None:
+            self._loop_for_hooks.call_soon_threadsafe(self.connect_sent.set)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any = None) -> None:  # paho's thread or the event loop
+        self.session_present = bool(getattr(flags, "session_present", False))
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+
 def make_client(
     settings: MqttSettings, *, will_topic: str | None = None, will_payload: bytes = b""
-) -> aiomqtt.Client:
+) -> Client:
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = settings.session_expiry
     will = (
@@ -62,7 +104,7 @@ def make_client(
     options: list[tuple[int, int, int]] = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
     if hasattr(socket, "TCP_USER_TIMEOUT"):
         options.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, settings.user_timeout_ms))
-    return aiomqtt.Client(
+    return Client(
         settings.host,
         settings.port,
         identifier=settings.client_id,

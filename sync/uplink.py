@@ -39,7 +39,7 @@ import aiomqtt
 
 from protocols import wire
 from protocols.envelope import EnvelopeError, LocalIdentity, PeerIdentity, Suite
-from sync import bundling
+from sync import bundling, mqttlink
 from sync.mqttlink import MqttSettings, force_close, make_client
 from sync.pacing import Backoff, ChunkSizer, DailyBudget
 from sync.packages import PackageContentError, open_event_batch
@@ -86,6 +86,7 @@ class LinkStats:
     bytes_down: int = 0
     chunks_sent: int = 0
     chunks_resent: int = 0
+    sent_before_connack: int = 0  # messages sent right behind CONNECT (after a reconnect)
     bytes_resent: int = 0
     delivered: int = 0
     rejected: int = 0
@@ -269,47 +270,77 @@ class StationUplink:
         offline = wire.encode(wire.State(online=False, software=self._software))
         client = make_client(self._mqtt, will_topic=self._state, will_payload=offline)
         self._client = client
-        async with client:
-            self.stats.connects += 1
-            self.stats.link_up = True
-            self.stats.up_since = time.monotonic()
-            self._last_heard = time.monotonic()
-            self._sizer.link_reset()
-            self._on_event("link_up", {})
-            log.info("connected to %s:%d", self._mqtt.host, self._mqtt.port)
-            # Resume: what was never sent goes at once; what was in flight waits for the hub's
-            # answer to an offer (see _Transfer.unsure), so a cut costs no blind re-sends.
-            self._connected_at = time.monotonic()
-            for pid, transfer in list(self._active.items()):
-                ids = [m.package_id for m in transfer.members] or [pid]
-                for member in ids:
-                    entry = await self._store.outbox_get(member)
-                    if entry is None or entry.state != "queued":  # `outbox hold`, or gone
-                        self._drop(pid)
-                        break
+        # Resume: what was never sent goes at once; what was in flight waits for the hub's
+        # answer to an offer (see _Transfer.unsure), so a cut costs no blind re-sends.
+        for pid, transfer in list(self._active.items()):
+            ids = [m.package_id for m in transfer.members] or [pid]
+            for member in ids:
+                entry = await self._store.outbox_get(member)
+                if entry is None or entry.state != "queued":  # `outbox hold`, or gone
+                    self._drop(pid)
+                    break
+        for transfer in self._active.values():
+            transfer.unsure()
+        self._connected_at = time.monotonic()
+        self._sizer.link_reset()
+        early = asyncio.create_task(self._early_flight(client), name="uplink-early")
+        try:
+            async with client:
+                sent_early = await early
+                await self._connected(client, offline, sent_early)
+        finally:
+            early.cancel()
+            await asyncio.gather(early, return_exceptions=True)
+
+    async def _early_flight(self, client: mqttlink.Client) -> int:
+        """Send what the window allows right behind CONNECT, a round trip before CONNACK;
+        returns how many messages went. Only on a session the broker should still hold (an
+        earlier connection of this process subscribed): the hub's answers need our
+        subscription, and SUBSCRIBE itself can only go after CONNACK."""
+        if not self.stats.connects:
+            return 0
+        await client.connect_sent.wait()
+        sent = 0
+        while not self._stopping.is_set() and await self._send_next(client):
+            sent += 1
+            self.stats.sent_before_connack += 1
+        return sent
+
+    async def _connected(self, client: mqttlink.Client, offline: bytes, sent_early: int) -> None:
+        self.stats.connects += 1
+        self.stats.link_up = True
+        self.stats.up_since = time.monotonic()
+        self._last_heard = time.monotonic()
+        self._on_event("link_up", {})
+        log.info("connected to %s:%d%s", self._mqtt.host, self._mqtt.port,
+                 f" ({sent_early} messages sent before the broker answered)" if sent_early
+                 else "")
+        if sent_early and client.session_present is False:
+            # The broker forgot our session (offline longer than its expiry): answers to what
+            # went early were dropped for want of a subscription. Ask again after SUBSCRIBE.
             for transfer in self._active.values():
                 transfer.unsure()
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    # Not awaited before sending: each QoS 1 round trip costs a fifth of a
-                    # second or more on 2G. MQTT keeps the order, so once the SUBSCRIBE is
-                    # written (aiomqtt writes it before its first await, hence the yield) the
-                    # broker has the subscription before the first offer it could answer.
-                    tasks.create_task(client.subscribe(self._down, qos=1),
-                                      name="uplink-subscribe")
-                    await asyncio.sleep(0)
-                    tasks.create_task(self._announce(client), name="uplink-announce")
-                    receiver = tasks.create_task(self._receive(client), name="uplink-receive")
-                    tasks.create_task(self._watchdog(client), name="uplink-watchdog")
-                    if self._beacon is not None:
-                        tasks.create_task(self._beacons(client, self._beacon),
-                                          name="uplink-beacon")
-                    await self._send_loop(client)
-                    receiver.cancel()
-                    await client.publish(self._state, offline, qos=1, retain=True, timeout=5)
-                    raise _Stopped
-            except* _Stopped:
-                pass
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                # Not awaited before sending: each QoS 1 round trip costs a fifth of a
+                # second or more on 2G. MQTT keeps the order, so once the SUBSCRIBE is
+                # written (aiomqtt writes it before its first await, hence the yield) the
+                # broker has the subscription before the first offer it could answer.
+                tasks.create_task(client.subscribe(self._down, qos=1),
+                                  name="uplink-subscribe")
+                await asyncio.sleep(0)
+                tasks.create_task(self._announce(client), name="uplink-announce")
+                receiver = tasks.create_task(self._receive(client), name="uplink-receive")
+                tasks.create_task(self._watchdog(client), name="uplink-watchdog")
+                if self._beacon is not None:
+                    tasks.create_task(self._beacons(client, self._beacon),
+                                      name="uplink-beacon")
+                await self._send_loop(client)
+                receiver.cancel()
+                await client.publish(self._state, offline, qos=1, retain=True, timeout=5)
+                raise _Stopped
+        except* _Stopped:
+            pass
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Online state (retained) and hello, both QoS 1, their acks awaited side by side."""
@@ -335,43 +366,49 @@ class StationUplink:
 
     # -- sending -------------------------------------------------------------------------------
 
+    async def _send_next(self, client: aiomqtt.Client) -> bool:
+        """Send the next message the window allows; False when there is none for now."""
+        await self._refill()
+        if self._settings.bundle:
+            await self._coalesce()
+        piece = self._next_piece()
+        if piece is None:
+            return False
+        transfer, start, end = piece
+        if start == end:  # an offer: a fresh large package, or chunks of unknown fate
+            if transfer.missing is None:
+                transfer.missing = ()
+            transfer.offer_due = False
+            await self._offer(client, transfer)
+            return True
+        try:
+            data = await self._read(transfer.entry, start, end)
+        except (FileNotFoundError, PermissionError) as exc:
+            # the sealed file is gone or not ours: no reconnect can fix that (other OSErrors,
+            # e.g. too many open files, go to the reconnect path and are tried again)
+            await self._hold_unreadable(transfer, exc)
+            return True
+        chunk = wire.Chunk(package_id=transfer.pid, kind=transfer.wire_kind,
+                           size=transfer.entry.size, offset=start, data=data)
+        resent = wire.covered(_intersect(transfer.ever_sent, start, end))
+        transfer.inflight[(start, end)] = time.monotonic()
+        transfer.ever_sent = wire.add_range(transfer.ever_sent, start, end)
+        await self._publish(client, wire.encode(chunk))
+        self.stats.chunks_sent += 1
+        if resent:
+            self.stats.chunks_resent += 1
+            self.stats.bytes_resent += resent
+        if transfer.entry.priority >= BLOB_PRIORITY:
+            self._budget.spend(_utc_day(), end - start)
+        return True
+
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         while not self._stopping.is_set():
-            await self._refill()
-            if self._settings.bundle:
-                await self._coalesce()
-            piece = self._next_piece()
-            if piece is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_poll)
+            if await self._send_next(client):
                 continue
-            transfer, start, end = piece
-            if start == end:  # an offer: a fresh large package, or chunks of unknown fate
-                if transfer.missing is None:
-                    transfer.missing = ()
-                transfer.offer_due = False
-                await self._offer(client, transfer)
-                continue
-            try:
-                data = await self._read(transfer.entry, start, end)
-            except (FileNotFoundError, PermissionError) as exc:
-                # the sealed file is gone or not ours: no reconnect can fix that (other OSErrors,
-                # e.g. too many open files, go to the reconnect path and are tried again)
-                await self._hold_unreadable(transfer, exc)
-                continue
-            chunk = wire.Chunk(package_id=transfer.pid, kind=transfer.wire_kind,
-                               size=transfer.entry.size, offset=start, data=data)
-            resent = wire.covered(_intersect(transfer.ever_sent, start, end))
-            transfer.inflight[(start, end)] = time.monotonic()
-            transfer.ever_sent = wire.add_range(transfer.ever_sent, start, end)
-            await self._publish(client, wire.encode(chunk))
-            self.stats.chunks_sent += 1
-            if resent:
-                self.stats.chunks_resent += 1
-                self.stats.bytes_resent += resent
-            if transfer.entry.priority >= BLOB_PRIORITY:
-                self._budget.spend(_utc_day(), end - start)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_poll)
         # Stopping: let the chunks in flight land (bounded) so their bytes are not wasted.
         deadline = time.monotonic() + self._settings.shutdown_grace
         while self._inflight_count() and time.monotonic() < deadline:

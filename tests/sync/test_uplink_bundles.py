@@ -140,6 +140,9 @@ async def test_small_cases_arrive_once_in_fewer_commits_with_bundles(
         assert (await c.station_store.outbox_stats()).count == 24
         async with running(c.uplink(replace(FAST, bundle=bundle))) as uplink:
             assert await drained(c.station_store)
+            async with asyncio.timeout(5):  # the counter follows the outbox's commit
+                while uplink.stats.delivered < 24:
+                    await asyncio.sleep(0.01)
         await hub_has(c, expected)
         assert c.worker.stats.accepted == 24  # every package committed, once
         assert uplink.stats.delivered == 24
