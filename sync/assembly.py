@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,6 +163,25 @@ class Assembly:
             for suffix in (".meta", ".part", ".meta.tmp"):
                 (self._dir / f"{package_id.hex()}{suffix}").unlink(missing_ok=True)
         (self._dir / f"{package_id.hex()}.lock").unlink(missing_ok=True)
+
+    def discard_stale(self, *, max_age_s: float, kinds: frozenset[int] | None = None,
+                      now: float | None = None) -> list[Partial]:
+        """Forget transfers (of ``kinds``, or any) no chunk has reached for ``max_age_s``:
+        a bundle whose station restarted is never finished (its members travel again), and
+        a package held at the station for months need not pin disk here. Returns them."""
+        now = time.time() if now is None else now
+        gone = []
+        for partial in self.pending():
+            if kinds is not None and partial.kind not in kinds:
+                continue
+            try:
+                touched = self._meta_path(partial.package_id).stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if now - touched > max_age_s:
+                self.discard(partial.package_id)
+                gone.append(partial)
+        return gone
 
     def pending(self) -> list[Partial]:
         out = []

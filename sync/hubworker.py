@@ -43,6 +43,12 @@ from sync.store import RemotePackage, Store
 log = logging.getLogger("cunlink.hub")
 
 STATIONS_FLUSH_SECONDS = 5.0
+STALE_SWEEP_SECONDS = 3600.0
+#: Partial transfers no chunk has reached for this long are dropped (sync.assembly): a bundle
+#: lives only in one station process's memory, so after a day its members have travelled again;
+#: any other package is offered again by its station, which still holds it, whenever it returns.
+STALE_BUNDLE_SECONDS = 86_400.0
+STALE_PACKAGE_SECONDS = 30 * 86_400.0
 #: kv key prefix of each station's latest health beacon (shared by every worker, so any
 #: worker's metrics endpoint shows every station).
 BEACON_KEY = "beacon:"
@@ -195,10 +201,12 @@ class HubWorker:
                 receiver = tasks.create_task(self._receive(client), name="hub-receive")
                 downlink = tasks.create_task(self._downlink_loop(client), name="hub-downlink")
                 seen = tasks.create_task(self._persist_seen_loop(), name="hub-stations")
+                stale = tasks.create_task(self._stale_loop(), name="hub-stale")
                 await self._stopping.wait()
                 receiver.cancel()
                 downlink.cancel()
                 seen.cancel()
+                stale.cancel()
             await self._persist_seen()
 
     # -- uplink --------------------------------------------------------------------------------
@@ -498,6 +506,24 @@ class HubWorker:
         packages.append(RemotePackage(package_id=pid))
         await self._store.apply_remote_packages(packages, sender=station)
         return len(packages) - 1
+
+    async def _stale_loop(self) -> None:
+        while True:
+            await asyncio.to_thread(self.sweep_stale)
+            await asyncio.sleep(STALE_SWEEP_SECONDS)
+
+    def sweep_stale(self, now: float | None = None) -> int:
+        """Drop partial transfers nothing has reached for long (blocking); returns how many."""
+        bundles = self._assembly.discard_stale(
+            max_age_s=STALE_BUNDLE_SECONDS, kinds=frozenset({int(wire.PackageKind.BUNDLE)}),
+            now=now)
+        others = self._assembly.discard_stale(max_age_s=STALE_PACKAGE_SECONDS, now=now)
+        for partial in (*bundles, *others):
+            log.info("dropped the partial transfer of package %s from %s (%d of %d bytes, "
+                     "untouched too long); the station sends it again if it still has it",
+                     partial.package_id.hex(), partial.sender, wire.covered(partial.ranges),
+                     partial.size)
+        return len(bundles) + len(others)
 
     # -- what `cunlink hub stations` shows --------------------------------------------------
 

@@ -78,3 +78,22 @@ def test_a_full_disk_for_now_and_a_package_larger_than_the_disk_are_told_apart(
     with pytest.raises(NoRoom) as never:
         small_disk.receive(chunk(b"x" * 100, 0, 2048), sender="ST001")
     assert never.value.permanent is True
+
+
+def test_stale_partials_are_dropped_by_kind_and_age(tmp_path: Path) -> None:
+    assembly = Assembly(tmp_path, min_free_bytes=0)
+    bundle_id, blob_id = b"B" * 16, b"L" * 16
+    assembly.receive(Chunk(package_id=bundle_id, kind=PackageKind.BUNDLE, size=10, offset=0,
+                           data=b"12345"), sender="ST001")
+    assembly.receive(Chunk(package_id=blob_id, kind=PackageKind.BLOB, size=10, offset=0,
+                           data=b"12345"), sender="ST001")
+    now = (tmp_path / f"{bundle_id.hex()}.meta").stat().st_mtime
+    bundles = frozenset({int(PackageKind.BUNDLE)})
+    assert assembly.discard_stale(max_age_s=100, kinds=bundles, now=now + 50) == []
+    gone = assembly.discard_stale(max_age_s=100, kinds=bundles, now=now + 150)
+    assert [p.package_id for p in gone] == [bundle_id]  # the blob is not a bundle: kept
+    assert assembly.get(bundle_id) is None and assembly.get(blob_id) is not None
+    assert not list(tmp_path.glob(f"{bundle_id.hex()}.*"))
+    assert [p.package_id for p in assembly.discard_stale(max_age_s=100, now=now + 150)] == [
+        blob_id]
+    assert list(tmp_path.iterdir()) == []
