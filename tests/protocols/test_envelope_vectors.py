@@ -192,7 +192,9 @@ def test_pinned_vector_matches_the_code(name: str) -> None:
 
 
 def test_doc_holds_only_known_vectors() -> None:
-    known = set(DETERMINISTIC) | set(sealed_vectors())
+    from tests.protocols.test_bundle import BUNDLE_VECTORS  # section 7, checked there
+
+    known = set(DETERMINISTIC) | set(sealed_vectors()) | set(BUNDLE_VECTORS)
     assert set(doc_vectors()) == known
 
 

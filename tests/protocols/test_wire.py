@@ -46,6 +46,10 @@ VECTORS = [
         Chunk(package_id=PID, kind=PackageKind.BATCH, size=5, offset=0, data=b"hello"),
         "970103c410000102030405060708090a0b0c0d0e0f000500c40568656c6c6f",
     ),
+    (
+        Chunk(package_id=PID, kind=PackageKind.BUNDLE, size=5, offset=0, data=b"hello"),
+        "970103c410000102030405060708090a0b0c0d0e0f020500c40568656c6c6f",
+    ),
     (DownAck(package_id=PID), "930104c410000102030405060708090a0b0c0d0e0f"),
     (
         Need(package_id=PID, ranges=((0, 4096), (8192, 10000)), hub_hlc=7),
