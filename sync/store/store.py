@@ -55,6 +55,14 @@ DEFAULT_ORPHAN_GRACE_S = 24 * 3600.0
 MIN_SWEEP_GRACE_S = 3600.0
 
 
+def _log_refused(rejected: Sequence[Event]) -> None:
+    for event in rejected:
+        log.warning(
+            "refused event %s from %s: seq %d of that origin is already another event",
+            event.id, event.origin, event.seq,
+        )
+
+
 def real_wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -324,11 +332,7 @@ class Store(Reads):
             eventlog.apply_remote, clock=self.clock, events=events, package_id=package_id,
             sender=sender, now_ms=self._wall_ms(), blob_sha256=blob_sha256,
         ))
-        for event in rejected:
-            log.warning(
-                "refused event %s from %s: seq %d of that origin is already another event",
-                event.id, event.origin, event.seq,
-            )
+        _log_refused(rejected)
         return result
 
     async def apply_remote_packages(
@@ -359,11 +363,7 @@ class Store(Reads):
 
         done = await self._writer.submit(write)
         for _, rejected in done:
-            for event in rejected:
-                log.warning(
-                    "refused event %s from %s: seq %d of that origin is already another event",
-                    event.id, event.origin, event.seq,
-                )
+            _log_refused(rejected)
         return [result for result, _ in done]
 
     # -- outbox ------------------------------------------------------------------------------
@@ -386,16 +386,7 @@ class Store(Reads):
     async def outbox_delivered(self, package_id: bytes, *, hub_hlc: int | None = None) -> bool:
         """The other side acknowledged its commit: drop the entry and its sealed file, and
         take in the hub's clock. Idempotent (a repeated ack is a no-op; returns False)."""
-
-        def write(conn: sqlite3.Connection) -> tuple[bool, Path | None]:
-            if hub_hlc is not None:
-                self.clock.absorb_hub(hub_hlc)
-            return outbox.delete(conn, package_id)
-
-        found, path = await self._writer.submit(write)
-        if path is not None:
-            await asyncio.to_thread(self._unlink_sealed, path)
-        return found
+        return await self.outbox_delivered_many([package_id], hub_hlc=hub_hlc) == 1
 
     async def outbox_delivered_many(
         self, package_ids: Sequence[bytes], *, hub_hlc: int | None = None
